@@ -1,0 +1,272 @@
+//! Keeps one client's workspace stream connected, reconnecting with backoff.
+
+use std::pin::pin;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use futures_util::future::{Either, select};
+
+use crate::bugs::Bug;
+use crate::client::Client;
+use crate::handler::Handler;
+use crate::probe::{Probe, Role, Ticket};
+use crate::sync::{Arc, CloseSignal, Mutex, WaitGroup, jitter, sleep, spawn};
+use crate::transport::Transport;
+use crate::{Error, StreamEnd};
+
+/// Reconnect policy of a [`StreamManager`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ManagerConfig {
+    /// Delay before the first retry (default 500 ms); doubles per failure.
+    pub initial_backoff: Duration,
+    /// Cap on the delay (default 30 s). Up to the same again is added as
+    /// random jitter, so many clients do not reconnect in lockstep.
+    pub max_backoff: Duration,
+    /// Give up after this many consecutive failed dials (default: never).
+    pub max_consecutive_failures: Option<u32>,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_consecutive_failures: None,
+        }
+    }
+}
+
+impl ManagerConfig {
+    /// Set the first retry delay and the cap.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+
+    /// Give up after `n` consecutive failed dials (at least 1).
+    pub fn with_max_consecutive_failures(mut self, n: u32) -> Self {
+        self.max_consecutive_failures = Some(n.max(1));
+        self
+    }
+}
+
+/// Keeps a client's workspace stream connected: connects, and when the
+/// server drops the stream, reconnects with capped exponential backoff and
+/// jitter, until stopped.
+///
+/// [`stop`](Self::stop) asks it to stop; [`wait`](Self::wait) stops it too
+/// and is an absolute drain barrier: when it returns, every task the manager
+/// spawned (its supervisor loop, its stop-signal merger) and every stream
+/// task it started has exited. The client itself stays open.
+#[derive(Clone)]
+pub struct StreamManager {
+    shared: Arc<ManagerShared>,
+}
+
+impl std::fmt::Debug for StreamManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamManager")
+            .field("live_tasks", &self.live_tasks())
+            .finish_non_exhaustive()
+    }
+}
+
+struct ManagerShared {
+    /// Fired by `stop()`.
+    stop: CloseSignal,
+    /// Fired by `wait()`, so waiting alone drains the manager.
+    wait_requested: CloseSignal,
+    /// Either of the two, merged by a helper task spawned on first use.
+    merged: Mutex<Option<CloseSignal>>,
+    wg: WaitGroup,
+    probe: Probe,
+    bugs: crate::bugs::Bugs,
+    connects: std::sync::atomic::AtomicU64,
+    gave_up: OnceLock<Error>,
+}
+
+/// Counts a manager task out of the probe and the wait group, even on panic.
+struct ManagerTask {
+    shared: Arc<ManagerShared>,
+    ticket: Ticket,
+    tracked: bool,
+}
+
+impl Drop for ManagerTask {
+    fn drop(&mut self) {
+        self.shared.probe.exited(self.ticket);
+        if self.tracked {
+            self.shared.wg.done();
+        }
+    }
+}
+
+impl StreamManager {
+    /// Start managing `client`'s workspace stream; `make_handler` makes the
+    /// handler of each (re)connected stream.
+    pub fn start<T, F, H>(client: Client<T>, make_handler: F, config: ManagerConfig) -> Self
+    where
+        T: Transport,
+        F: FnMut() -> H + Send + 'static,
+        H: Handler,
+    {
+        let shared = Arc::new(ManagerShared {
+            stop: CloseSignal::new(),
+            wait_requested: CloseSignal::new(),
+            merged: Mutex::new(None),
+            wg: WaitGroup::new(),
+            probe: Probe::new("stream manager"),
+            bugs: client_bugs(&client),
+            connects: std::sync::atomic::AtomicU64::new(0),
+            gave_up: OnceLock::new(),
+        });
+        // Counted before the task exists, so a wait() right after start
+        // covers it.
+        shared.wg.add(1);
+        let task = ManagerTask {
+            ticket: shared.probe.spawned(Role::Supervisor, None),
+            shared: shared.clone(),
+            tracked: true,
+        };
+        spawn(async move {
+            task.shared.probe.started(task.ticket);
+            supervise(&task.shared, client, make_handler, config).await;
+        });
+        Self { shared }
+    }
+
+    /// Ask the manager to stop: it closes its stream and stops reconnecting.
+    /// Returns at once; [`wait`](Self::wait) for the drain.
+    pub fn stop(&self) {
+        self.shared.stop.close();
+    }
+
+    /// Stop (if not yet asked) and wait until every task the manager spawned,
+    /// and every stream task it started, has exited.
+    pub async fn wait(&self) {
+        self.shared.wait_requested.close();
+        self.shared.wg.wait().await;
+        self.shared.probe.barrier_returned("wait()");
+    }
+
+    /// Manager tasks (supervisor, merger) not yet exited.
+    pub fn live_tasks(&self) -> usize {
+        self.shared.probe.live_tasks()
+    }
+
+    /// How many times a stream was connected.
+    pub fn connects(&self) -> u64 {
+        self.shared
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Why the manager gave up, if it did ([`Error::RetriesExhausted`], or
+    /// [`Error::ClientClosed`] when the client was closed under it).
+    pub fn gave_up(&self) -> Option<&Error> {
+        self.shared.gave_up.get()
+    }
+}
+
+fn client_bugs<T: Transport>(client: &Client<T>) -> crate::bugs::Bugs {
+    client.bugs()
+}
+
+/// The merged stop signal; the first call spawns the merger task that
+/// fires it when either `stop()` or `wait()` does (like Go's
+/// `stopChannelContext.Done()`).
+fn merged_stop(shared: &Arc<ManagerShared>) -> CloseSignal {
+    let mut slot = shared.merged.lock();
+    if let Some(merged) = &*slot {
+        return merged.clone();
+    }
+    let merged = CloseSignal::new();
+    *slot = Some(merged.clone());
+    drop(slot);
+    // H6 is this line missing: the merger outlives wait().
+    let tracked = !shared.bugs.on(Bug::UntrackedHelperTask);
+    if tracked {
+        shared.wg.add(1);
+    }
+    let task = ManagerTask {
+        ticket: shared.probe.spawned(Role::StopMerger, None),
+        shared: shared.clone(),
+        tracked,
+    };
+    let fire = merged.clone();
+    spawn(async move {
+        let shared = &task.shared;
+        shared.probe.started(task.ticket);
+        let _ = select(
+            pin!(shared.stop.closed()),
+            pin!(shared.wait_requested.closed()),
+        )
+        .await;
+        fire.close();
+    });
+    merged
+}
+
+async fn supervise<T, F, H>(
+    shared: &Arc<ManagerShared>,
+    client: Client<T>,
+    mut make_handler: F,
+    config: ManagerConfig,
+) where
+    T: Transport,
+    F: FnMut() -> H + Send + 'static,
+    H: Handler,
+{
+    let stop = merged_stop(shared);
+    let mut backoff = config.initial_backoff;
+    let mut failures = 0u32;
+    while !stop.is_closed() {
+        match client.stream_workspace(make_handler()).await {
+            Ok(stream) => {
+                shared
+                    .connects
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                failures = 0;
+                backoff = config.initial_backoff;
+                if let Either::Right(_) = select(pin!(stream.done()), pin!(stop.closed())).await {
+                    stream.close();
+                }
+                // Drain the stream's tasks before reconnecting or exiting.
+                let end = stream.wait().await;
+                tracing::debug!(stream = stream.id(), ?end, "managed workspace stream ended");
+                if stop.is_closed() {
+                    break;
+                }
+                if let StreamEnd::Failed(error) = end {
+                    tracing::info!(%error, "workspace stream dropped; reconnecting");
+                }
+            }
+            Err(Error::ClientClosed | Error::ClosedDuringDial) => {
+                let _ = shared.gave_up.set(Error::ClientClosed);
+                break;
+            }
+            Err(error) => {
+                failures += 1;
+                tracing::debug!(%error, failures, "workspace stream connect failed");
+                if config
+                    .max_consecutive_failures
+                    .is_some_and(|max| failures >= max)
+                {
+                    tracing::warn!(%error, failures, "giving up on the workspace stream");
+                    let _ = shared.gave_up.set(Error::RetriesExhausted {
+                        attempts: failures,
+                        last: Box::new(error),
+                    });
+                    break;
+                }
+            }
+        }
+        let delay = backoff + jitter(backoff);
+        if let Either::Right(_) = select(pin!(sleep(delay)), pin!(stop.closed())).await {
+            break;
+        }
+        backoff = (backoff * 2).min(config.max_backoff);
+    }
+}

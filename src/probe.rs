@@ -1,0 +1,342 @@
+//! Task accounting and the oracles that judge it.
+//!
+//! A [`Probe`] watches the tasks a client (or stream manager) spawns: it is
+//! told when each task is spawned, starts and exits, when a drain barrier
+//! (`close()`, `wait()`) returns, and when the client publishes or clears a
+//! stream. From those facts it checks the invariants the client promises, in
+//! every build and every explored execution, the moment they can be judged:
+//!
+//! - **drain-barrier**: when a barrier returns, no task it covers is alive
+//!   (except the task that called it, for `close()` from a handler), and no
+//!   task starts afterwards;
+//! - **no-orphan**: publishing a stream never drops a stream that is still
+//!   connected;
+//! - **identity**: a reader's exit cleanup only ever clears its own stream.
+//!
+//! The probe is instrumentation, not synchronisation: it uses `std`
+//! primitives directly, outside the [`sync`](crate::sync) facade, so loom
+//! and shuttle neither see nor explore it, and it never changes what the
+//! client does. A violation panics with `oracle[<name>]` in the message in
+//! debug and model builds; in release builds it is logged with `tracing` and
+//! counted in [`Probe::violations`].
+
+use std::fmt;
+use std::sync::Mutex as StdMutex;
+
+use crate::sync::{TaskId, current_task};
+
+/// The invariants the harness checks. The name appears in every failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Oracle {
+    /// A task was alive, or started, after a drain barrier returned.
+    DrainBarrier,
+    /// A connected stream was dropped by the client with its tasks running,
+    /// or a connection was still open at the end of an execution.
+    NoOrphan,
+    /// A reader cleared a stream that was not its own.
+    Identity,
+    /// A `WaitGroup` misuse panic (Go's rules).
+    WaitGroupMisuse,
+    /// A barrier never returned: the checker found a deadlock, or an
+    /// execution did not terminate.
+    Liveness,
+}
+
+impl Oracle {
+    /// The name used in failure messages: `drain-barrier`, `no-orphan`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Oracle::DrainBarrier => "drain-barrier",
+            Oracle::NoOrphan => "no-orphan",
+            Oracle::Identity => "identity",
+            Oracle::WaitGroupMisuse => "waitgroup-misuse",
+            Oracle::Liveness => "liveness",
+        }
+    }
+
+    /// Recognise the oracle a failure message names (the probe's own
+    /// `oracle[..]` tag, a `WaitGroup` panic, or a checker's deadlock report).
+    pub fn classify(message: &str) -> Option<Oracle> {
+        for oracle in [
+            Oracle::DrainBarrier,
+            Oracle::NoOrphan,
+            Oracle::Identity,
+            Oracle::WaitGroupMisuse,
+            Oracle::Liveness,
+        ] {
+            if message.contains(&format!("oracle[{}]", oracle.name())) {
+                return Some(oracle);
+            }
+        }
+        if message.contains("WaitGroup") {
+            return Some(Oracle::WaitGroupMisuse);
+        }
+        let lower = message.to_ascii_lowercase();
+        if lower.contains("deadlock") || lower.contains("exceeded max_steps") {
+            return Some(Oracle::Liveness);
+        }
+        None
+    }
+}
+
+impl fmt::Display for Oracle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a task does, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A stream's reader task.
+    Reader,
+    /// A stream's writer task.
+    Writer,
+    /// The stream manager's connect/reconnect loop.
+    Supervisor,
+    /// The stream manager's stop-signal merger.
+    StopMerger,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Reader => "reader",
+            Role::Writer => "writer",
+            Role::Supervisor => "supervisor",
+            Role::StopMerger => "stop-merger",
+        })
+    }
+}
+
+/// Handle of one spawned task, for [`Probe::started`] and [`Probe::exited`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+#[derive(Debug)]
+struct LiveTask {
+    ticket: Ticket,
+    role: Role,
+    stream: Option<u64>,
+    task: Option<TaskId>,
+}
+
+impl fmt::Display for LiveTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.stream {
+            Some(id) => write!(f, "the {} of stream {id}", self.role),
+            None => write!(f, "the {}", self.role),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_ticket: u64,
+    live: Vec<LiveTask>,
+    spawned: u64,
+    /// Set when a drain barrier has returned: what returned.
+    barrier: Option<&'static str>,
+    violations: Vec<String>,
+}
+
+/// Task accounting and oracle checks for one client or stream manager.
+#[derive(Debug)]
+pub struct Probe {
+    owner: &'static str,
+    state: StdMutex<State>,
+}
+
+impl Probe {
+    /// A probe for the tasks of `owner` ("client", "stream manager").
+    pub(crate) fn new(owner: &'static str) -> Self {
+        Self {
+            owner,
+            state: StdMutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A task is about to be spawned. Judges "no task starts after a
+    /// barrier returned".
+    pub(crate) fn spawned(&self, role: Role, stream: Option<u64>) -> Ticket {
+        let mut state = self.state();
+        state.next_ticket += 1;
+        state.spawned += 1;
+        let ticket = Ticket(state.next_ticket);
+        let task = LiveTask {
+            ticket,
+            role,
+            stream,
+            task: None,
+        };
+        let late = state
+            .barrier
+            .map(|barrier| format!("{task} started after {} {barrier} returned", self.owner));
+        state.live.push(task);
+        drop(state);
+        if let Some(message) = late {
+            self.violation(Oracle::DrainBarrier, message);
+        }
+        ticket
+    }
+
+    /// The task runs: remember its identity (for re-entrant barriers).
+    pub(crate) fn started(&self, ticket: Ticket) {
+        let me = current_task();
+        if let Some(task) = self.state().live.iter_mut().find(|t| t.ticket == ticket) {
+            task.task = me;
+        }
+    }
+
+    /// The task has finished (or unwound).
+    pub(crate) fn exited(&self, ticket: Ticket) {
+        self.state().live.retain(|t| t.ticket != ticket);
+    }
+
+    /// A drain barrier (`what`, e.g. "close()") returned. Every task must
+    /// have exited, except the calling task itself when the barrier ran on
+    /// it (close from a handler).
+    pub(crate) fn barrier_returned(&self, what: &'static str) {
+        let me = current_task();
+        let mut state = self.state();
+        state.barrier = Some(what);
+        let alive: Vec<String> = state
+            .live
+            .iter()
+            .filter(|t| me.is_none() || t.task != me)
+            .map(|t| t.to_string())
+            .collect();
+        drop(state);
+        if !alive.is_empty() {
+            self.violation(
+                Oracle::DrainBarrier,
+                format!(
+                    "{} {what} returned while {} still running",
+                    self.owner,
+                    alive.join(" and ")
+                ),
+            );
+        }
+    }
+
+    /// The client published stream `new`, replacing `replaced` (which should
+    /// never be a connected stream).
+    pub(crate) fn published(&self, new: u64, replaced: Option<u64>) {
+        if let Some(old) = replaced {
+            self.violation(
+                Oracle::NoOrphan,
+                format!(
+                    "publishing stream {new} dropped stream {old} while it was still connected: \
+                     its connection and tasks are orphaned"
+                ),
+            );
+        }
+    }
+
+    /// A reader's exit cleanup cleared the client's current stream.
+    pub(crate) fn cleared_by_reader(&self, reader_of: u64, cleared: u64) {
+        if reader_of != cleared {
+            self.violation(
+                Oracle::Identity,
+                format!(
+                    "the reader of stream {reader_of} cleared stream {cleared}, which is not its own; \
+                     close() will never see stream {cleared}"
+                ),
+            );
+        }
+    }
+
+    /// Tasks spawned and not yet exited.
+    pub fn live_tasks(&self) -> usize {
+        self.state().live.len()
+    }
+
+    /// Tasks spawned so far.
+    pub fn spawned_tasks(&self) -> u64 {
+        self.state().spawned
+    }
+
+    /// Violations seen so far (release builds log instead of panicking).
+    pub fn violations(&self) -> Vec<String> {
+        self.state().violations.clone()
+    }
+
+    fn violation(&self, oracle: Oracle, message: String) {
+        let message = format!("oracle[{oracle}] violated: {message}");
+        self.state().violations.push(message.clone());
+        if cfg!(any(debug_assertions, wsdrain_loom, wsdrain_shuttle)) {
+            panic!("{message}");
+        }
+        tracing::error!(oracle = oracle.name(), "{message}");
+    }
+}
+
+#[cfg(all(test, not(any(wsdrain_loom, wsdrain_shuttle))))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_names() {
+        assert_eq!(
+            Oracle::classify("oracle[drain-barrier] violated: x"),
+            Some(Oracle::DrainBarrier)
+        );
+        assert_eq!(
+            Oracle::classify("WaitGroup misuse: add called concurrently with wait"),
+            Some(Oracle::WaitGroupMisuse)
+        );
+        assert_eq!(
+            Oracle::classify("deadlock; threads = [...]"),
+            Some(Oracle::Liveness)
+        );
+        assert_eq!(Oracle::classify("index out of bounds"), None);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "oracle[drain-barrier] violated: client close() returned while the reader of stream 7 still running"
+    )]
+    fn live_task_at_barrier_is_a_violation() {
+        let probe = Probe::new("client");
+        let _ticket = probe.spawned(Role::Reader, Some(7));
+        probe.barrier_returned("close()");
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "oracle[drain-barrier] violated: the writer of stream 1 started after client close() returned"
+    )]
+    fn spawn_after_barrier_is_a_violation() {
+        let probe = Probe::new("client");
+        probe.barrier_returned("close()");
+        probe.spawned(Role::Writer, Some(1));
+    }
+
+    #[test]
+    fn exited_tasks_do_not_count() {
+        let probe = Probe::new("client");
+        let ticket = probe.spawned(Role::Reader, Some(1));
+        assert_eq!(probe.live_tasks(), 1);
+        probe.exited(ticket);
+        probe.barrier_returned("close()");
+        assert_eq!(probe.live_tasks(), 0);
+        assert!(probe.violations().is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "oracle[identity]")]
+    fn foreign_clear_is_a_violation() {
+        Probe::new("client").cleared_by_reader(1, 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "oracle[no-orphan]")]
+    fn replacing_a_connected_stream_is_a_violation() {
+        Probe::new("client").published(2, Some(1));
+    }
+}

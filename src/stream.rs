@@ -1,0 +1,313 @@
+//! A workspace stream: its handle, its shared state and its two tasks.
+
+use std::pin::pin;
+use std::sync::OnceLock;
+
+use futures_util::future::{Either, select};
+
+use crate::bugs::Bug;
+use crate::client::Shared;
+use crate::handler::{Event, Handler, Skipped};
+use crate::probe::Role;
+use crate::protocol::{Envelope, Message};
+use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{Arc, CloseSignal, Closed, Queue, TaskId, WaitGroup, current_task, spawn};
+use crate::transport::{Frame, FrameReader, FrameWriter, Transport};
+use crate::{Error, Result};
+
+/// How a stream ended, as [`WorkspaceStream::wait`] reports it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StreamEnd {
+    /// This side closed it (`WorkspaceStream::close`, `Client::close`, ...).
+    Closed,
+    /// The server closed it normally.
+    ServerClosed,
+    /// The connection failed; the error says how.
+    Failed(std::sync::Arc<Error>),
+}
+
+/// State shared by a stream's handle, its tasks and the client.
+#[derive(Debug)]
+pub(crate) struct StreamInner {
+    pub(crate) id: u64,
+    /// Shutdown requested: wakes the reader; what `done()` reports.
+    closed: CloseSignal,
+    /// Input for the writer task; closing it wakes the writer.
+    input: Queue<Envelope>,
+    /// The reader and the writer, as in Go's per-stream `wg`.
+    pub(crate) wg: WaitGroup,
+    /// Which task is the reader (for `Client::close` from a handler).
+    reader_task: OnceLock<Option<TaskId>>,
+    /// Whether the reader's `done()` has been given, by the reader itself or
+    /// on its behalf by a `Client::close` running on it.
+    reader_released: AtomicBool,
+    end: OnceLock<StreamEnd>,
+}
+
+impl StreamInner {
+    pub(crate) fn new(id: u64, capacity: usize) -> Self {
+        Self {
+            id,
+            closed: CloseSignal::new(),
+            input: Queue::new(capacity),
+            wg: WaitGroup::new(),
+            reader_task: OnceLock::new(),
+            reader_released: AtomicBool::new(false),
+            end: OnceLock::new(),
+        }
+    }
+
+    /// Request shutdown of both tasks: the reader through the close signal,
+    /// the writer through its input queue. Idempotent.
+    pub(crate) fn close(&self) {
+        self.close_connection();
+        let discarded = self.input.close();
+        if discarded > 0 {
+            tracing::debug!(
+                stream = self.id,
+                discarded,
+                "queued input discarded at close"
+            );
+        }
+    }
+
+    /// Close only the connection side (wakes the reader, fires `done`).
+    /// On its own this is bug H7: the writer is not woken.
+    pub(crate) fn close_connection(&self) {
+        if self.closed.close() {
+            tracing::debug!(stream = self.id, "workspace stream closing");
+        }
+    }
+
+    /// Close the way the configured client does (H7 closes the connection only).
+    pub(crate) fn close_as<T>(&self, shared: &Shared<T>) {
+        if shared.bugs().on(Bug::WriterNotWoken) {
+            self.close_connection();
+        } else {
+            self.close();
+        }
+    }
+
+    pub(crate) fn is_reader(&self, task: Option<TaskId>) -> bool {
+        task.is_some() && self.reader_task.get().copied().flatten() == task
+    }
+
+    /// Give the reader's `done()` exactly once: from the reader's exit, or
+    /// from a `Client::close` running on the reader (so that close does not
+    /// wait for itself).
+    pub(crate) fn release_reader(&self, tasks: &WaitGroup) {
+        // AcqRel: whichever side wins, the other sees it and skips.
+        if !self.reader_released.swap(true, Ordering::AcqRel) {
+            self.wg.done();
+            tasks.done();
+        }
+    }
+
+    fn finish(&self, end: StreamEnd) {
+        let _ = self.end.set(end);
+    }
+}
+
+/// Handle of a workspace stream; clones refer to the same stream.
+///
+/// Input methods queue a message for the stream's writer task (waiting for
+/// room when the queue is full) and fail with [`Error::StreamClosed`] once
+/// the stream is closed. `Ok` means the message was queued, not delivered:
+/// input still queued when the stream closes is discarded (and logged).
+#[derive(Debug, Clone)]
+pub struct WorkspaceStream {
+    pub(crate) inner: Arc<StreamInner>,
+}
+
+impl WorkspaceStream {
+    /// This stream's number within its client, from 1 (for logs).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Send `data` to the workspace shell's stdin.
+    pub async fn write_shell_input(&self, data: impl Into<String>) -> Result<()> {
+        self.enqueue(Message::ShellInput { data: data.into() })
+            .await
+    }
+
+    /// Resize the workspace shell's terminal.
+    pub async fn resize_shell(&self, cols: u16, rows: u16) -> Result<()> {
+        self.enqueue(Message::ShellResize { cols, rows }).await
+    }
+
+    /// Ask the server for a `pong`.
+    pub async fn ping(&self) -> Result<()> {
+        self.enqueue(Message::Ping).await
+    }
+
+    async fn enqueue(&self, message: Message) -> Result<()> {
+        if self.inner.closed.is_closed() {
+            return Err(Error::StreamClosed);
+        }
+        self.inner
+            .input
+            .send(Envelope::new(message))
+            .await
+            .map_err(|_| Error::StreamClosed)
+    }
+
+    /// Request shutdown: wakes both tasks. Idempotent; returns at once (use
+    /// [`wait`](Self::wait) to know they have exited).
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Whether shutdown has been requested (by either side).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_closed()
+    }
+
+    /// Resolves once shutdown has been requested, by this side or because
+    /// the server ended the stream. The tasks may still be unwinding: use
+    /// [`wait`](Self::wait) for that.
+    pub fn done(&self) -> Closed<'_> {
+        self.inner.closed.closed()
+    }
+
+    /// Resolves once both tasks of the stream have exited, with how the
+    /// stream ended. Do not await it from this stream's own handler (the
+    /// reader would wait for itself); use `Client::close` there.
+    pub async fn wait(&self) -> StreamEnd {
+        self.inner.wg.wait().await;
+        self.inner.end.get().cloned().unwrap_or(StreamEnd::Closed)
+    }
+}
+
+/// Runs a tracked task: the probe hears of its start and exit, and its
+/// wait-group `done`s run when it ends, even by panic.
+struct TaskGuard<T: Transport> {
+    shared: Arc<Shared<T>>,
+    stream: Arc<StreamInner>,
+    role: Role,
+    ticket: crate::probe::Ticket,
+}
+
+impl<T: Transport> Drop for TaskGuard<T> {
+    fn drop(&mut self) {
+        // The probe first: once a waiter sees the count drop, the probe
+        // must already show this task gone.
+        self.shared.probe.exited(self.ticket);
+        match self.role {
+            Role::Reader => self.stream.release_reader(&self.shared.tasks),
+            _ => {
+                self.stream.wg.done();
+                self.shared.tasks.done();
+            }
+        }
+    }
+}
+
+/// Start the reader and the writer of a freshly published stream. The
+/// caller has already counted them on both wait groups.
+pub(crate) fn start_tasks<T: Transport, H: Handler>(
+    shared: &Arc<Shared<T>>,
+    stream: &Arc<StreamInner>,
+    reader: T::Reader,
+    writer: T::Writer,
+    handler: H,
+) {
+    let guard = |role| TaskGuard {
+        shared: shared.clone(),
+        stream: stream.clone(),
+        role,
+        ticket: shared.probe.spawned(role, Some(stream.id)),
+    };
+    let reader_guard = guard(Role::Reader);
+    spawn(async move {
+        reader_guard.shared.probe.started(reader_guard.ticket);
+        run_reader(&reader_guard.shared, &reader_guard.stream, reader, handler).await;
+    });
+    let writer_guard = guard(Role::Writer);
+    spawn(async move {
+        writer_guard.shared.probe.started(writer_guard.ticket);
+        run_writer(&writer_guard.stream, writer).await;
+    });
+}
+
+async fn run_reader<T: Transport, H: Handler>(
+    shared: &Arc<Shared<T>>,
+    stream: &Arc<StreamInner>,
+    mut reader: T::Reader,
+    mut handler: H,
+) {
+    let _ = stream.reader_task.set(current_task());
+    let end = read_loop(stream, &mut reader, &mut handler).await;
+    drop(reader);
+    tracing::debug!(stream = stream.id, ?end, "workspace stream reader exiting");
+    stream.finish(end);
+
+    // Exit cleanup: unpublish this stream, but only if it is still the
+    // client's current one (a newer stream may have replaced it).
+    {
+        let mut state = shared.state.lock();
+        let ours = state
+            .current
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, stream));
+        if (ours || shared.bugs().on(Bug::CleanupClobber))
+            && let Some(cleared) = state.current.take()
+        {
+            shared.probe.cleared_by_reader(stream.id, cleared.id);
+        }
+    }
+    stream.close_as(shared);
+}
+
+async fn read_loop<R: FrameReader, H: Handler>(
+    stream: &StreamInner,
+    reader: &mut R,
+    handler: &mut H,
+) -> StreamEnd {
+    let mut closed = pin!(stream.closed.closed());
+    loop {
+        // Checked before every read: a handler may have closed the stream.
+        if stream.closed.is_closed() {
+            return StreamEnd::Closed;
+        }
+        let frame = match select(pin!(reader.recv()), closed.as_mut()).await {
+            Either::Left((frame, _)) => frame,
+            Either::Right(((), _)) => return StreamEnd::Closed,
+        };
+        let event = match frame {
+            Ok(Some(Frame::Text(text))) => match Envelope::decode(text.as_str()) {
+                Ok(envelope) => Event::Message(envelope),
+                Err(error) => {
+                    tracing::warn!(stream = stream.id, %error, len = text.len(), "skipping malformed message");
+                    Event::Skipped(Skipped::Malformed {
+                        error: error.to_string(),
+                        len: text.len(),
+                    })
+                }
+            },
+            Ok(Some(Frame::Binary(len))) => {
+                tracing::warn!(stream = stream.id, len, "skipping binary frame");
+                Event::Skipped(Skipped::Binary { len })
+            }
+            Ok(None) => return StreamEnd::ServerClosed,
+            Err(error) => {
+                tracing::debug!(stream = stream.id, %error, "workspace stream read failed");
+                return StreamEnd::Failed(std::sync::Arc::new(error));
+            }
+        };
+        handler.handle(event).await;
+    }
+}
+
+async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
+    while let Some(envelope) = stream.input.recv().await {
+        if let Err(error) = writer.send(envelope.encode()).await {
+            tracing::debug!(stream = stream.id, %error, "workspace stream write failed");
+            stream.finish(StreamEnd::Failed(std::sync::Arc::new(error)));
+            stream.close();
+            break;
+        }
+    }
+    writer.close().await;
+}

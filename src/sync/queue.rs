@@ -1,0 +1,206 @@
+//! A bounded multi-producer, single-consumer async queue that can be closed.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use super::Mutex;
+use super::waiters::{Waiters, wake_all};
+
+/// A bounded FIFO between many senders and one receiver (the stream's
+/// writer task), like Go's buffered `chan` or tokio's `mpsc::channel`, plus
+/// an explicit [`close`](Queue::close).
+///
+/// - [`send`](Queue::send) waits while the queue is full (backpressure) and
+///   fails with the item once the queue is closed: nothing is lost silently.
+/// - [`recv`](Queue::recv) yields items in order and `None` once closed.
+/// - [`close`](Queue::close) is idempotent; it wakes the receiver and every
+///   blocked sender and returns how many queued items it discarded.
+///
+/// Share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Queue<T> {
+    state: Mutex<State<T>>,
+}
+
+#[derive(Debug)]
+struct State<T> {
+    items: VecDeque<T>,
+    capacity: usize,
+    closed: bool,
+    receiver: Option<Waker>,
+    senders: Waiters,
+}
+
+/// Error of [`Queue::send`]: the queue was closed; the item comes back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("queue closed")]
+pub struct SendError<T>(pub T);
+
+impl<T> Queue<T> {
+    /// A new, open queue holding at most `capacity` items (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            state: Mutex::new(State {
+                items: VecDeque::with_capacity(capacity.min(64)),
+                capacity,
+                closed: false,
+                receiver: None,
+                senders: Waiters::default(),
+            }),
+        }
+    }
+
+    /// Enqueue `item`, waiting for room; fails once the queue is closed.
+    pub fn send(&self, item: T) -> Send<'_, T> {
+        Send {
+            queue: self,
+            item: Some(item),
+            key: None,
+        }
+    }
+
+    /// Enqueue without waiting: `Err` with the item if full or closed.
+    pub fn try_send(&self, item: T) -> Result<(), SendError<T>> {
+        let mut state = self.state.lock();
+        if state.closed || state.items.len() >= state.capacity {
+            return Err(SendError(item));
+        }
+        state.items.push_back(item);
+        let receiver = state.receiver.take();
+        drop(state);
+        if let Some(waker) = receiver {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The next item, or `None` once the queue is closed. Single consumer:
+    /// a second concurrent receiver would steal the first one's wake-ups.
+    pub fn recv(&self) -> Recv<'_, T> {
+        Recv { queue: self }
+    }
+
+    /// Close the queue: later sends fail, the receiver gets `None`, queued
+    /// items are dropped. Returns the number of items discarded (0 on the
+    /// second and later calls).
+    pub fn close(&self) -> usize {
+        let (discarded, receiver, senders) = {
+            let mut state = self.state.lock();
+            if state.closed {
+                return 0;
+            }
+            state.closed = true;
+            (
+                std::mem::take(&mut state.items),
+                state.receiver.take(),
+                state.senders.take_all(),
+            )
+        };
+        // Wake and drop outside the lock.
+        if let Some(waker) = receiver {
+            waker.wake();
+        }
+        wake_all(senders);
+        discarded.len()
+    }
+
+    /// Whether [`close`](Queue::close) has run.
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+}
+
+/// Future returned by [`Queue::send`].
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Send<'a, T> {
+    queue: &'a Queue<T>,
+    item: Option<T>,
+    key: Option<u64>,
+}
+
+impl<T> Unpin for Send<'_, T> {}
+
+impl<T> Future for Send<'_, T> {
+    type Output = Result<(), SendError<T>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let item = this.item.take().expect("Send polled after completion");
+        let mut state = this.queue.state.lock();
+        if state.closed {
+            // `close` took every parked waker: ours is gone.
+            this.key = None;
+            return Poll::Ready(Err(SendError(item)));
+        }
+        if state.items.len() < state.capacity {
+            if let Some(key) = this.key.take() {
+                state.senders.remove(key);
+            }
+            state.items.push_back(item);
+            let receiver = state.receiver.take();
+            drop(state);
+            if let Some(waker) = receiver {
+                waker.wake();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        this.key = Some(state.senders.park(this.key, cx.waker()));
+        this.item = Some(item);
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for Send<'_, T> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            let waker = {
+                let mut state = self.queue.state.lock();
+                state.senders.remove(key);
+                // We may have been woken for a free slot we will not use:
+                // pass the wake-up on so no other sender is stranded.
+                (state.items.len() < state.capacity)
+                    .then(|| state.senders.take_one())
+                    .flatten()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// Future returned by [`Queue::recv`].
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Recv<'a, T> {
+    queue: &'a Queue<T>,
+}
+
+impl<T> Future for Recv<'_, T> {
+    type Output = Option<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = self.queue.state.lock();
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        if let Some(item) = state.items.pop_front() {
+            // One slot freed: wake one blocked sender.
+            let sender = state.senders.take_one();
+            drop(state);
+            if let Some(waker) = sender {
+                waker.wake();
+            }
+            return Poll::Ready(Some(item));
+        }
+        match &mut state.receiver {
+            Some(parked) if parked.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}

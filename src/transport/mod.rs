@@ -1,0 +1,76 @@
+//! How the client reaches a server: the [`Transport`] seam.
+//!
+//! The client's code is the same whatever carries the frames. The real build
+//! dials WebSockets with tokio-tungstenite ([`WsTransport`]); the model
+//! checkers (and fast unit tests) use the in-memory [`MemoryTransport`],
+//! whose dial, send, receive, server-side close and abrupt disconnect are all
+//! made of [`sync`](crate::sync) facade primitives, so loom and shuttle can
+//! interleave every one of them with the client's own steps.
+
+pub mod memory;
+mod ws;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use memory::{MemoryTransport, ServerConn};
+pub use tokio_tungstenite::tungstenite::Utf8Bytes;
+pub use ws::WsTransport;
+
+use crate::Result;
+
+/// Where and how to dial, derived from the client's configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Target {
+    /// `ws://HOST:PORT/api/v1/workspace/stream` (or `wss://`).
+    pub url: String,
+    /// Sent as `Authorization: Bearer <token>` on the upgrade request.
+    pub token: Option<String>,
+    /// Bound on TCP connect plus the WebSocket handshake.
+    pub connect_timeout: Duration,
+    /// Largest message (and frame) accepted from the server, in bytes.
+    pub max_message_size: usize,
+    /// Bound on the graceful close of the write side.
+    pub close_timeout: Duration,
+}
+
+/// One frame from the server, as the reader sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A text frame: one JSON message of the protocol.
+    Text(Utf8Bytes),
+    /// A binary frame (not part of the protocol): its length.
+    Binary(usize),
+}
+
+/// Dials the workspace stream.
+pub trait Transport: Send + Sync + 'static {
+    /// The read half of a connection.
+    type Reader: FrameReader;
+    /// The write half of a connection.
+    type Writer: FrameWriter;
+
+    /// Open one connection. Dropping both halves closes it.
+    fn dial(
+        &self,
+        target: &Target,
+    ) -> impl Future<Output = Result<(Self::Reader, Self::Writer)>> + Send;
+}
+
+/// The read half of a connection.
+pub trait FrameReader: Send + 'static {
+    /// The next frame; `Ok(None)` once the server closed the stream
+    /// normally; `Err` if the connection failed. Must be cancel-safe: the
+    /// reader races it against the stream's close signal.
+    fn recv(&mut self) -> impl Future<Output = Result<Option<Frame>>> + Send;
+}
+
+/// The write half of a connection.
+pub trait FrameWriter: Send + 'static {
+    /// Send one text frame.
+    fn send(&mut self, text: String) -> impl Future<Output = Result<()>> + Send;
+
+    /// Close the write side gracefully (best effort, bounded in time).
+    fn close(self) -> impl Future<Output = ()> + Send;
+}
