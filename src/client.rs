@@ -161,6 +161,8 @@ pub(crate) struct Shared<T> {
     config: ClientConfig,
     pub(crate) state: Mutex<State>,
     /// Every task of every stream this client started (the drain barrier).
+    /// A reader is counted out when it exits, or earlier by a `close()` that
+    /// runs on it (from its handler); see `close()`.
     pub(crate) tasks: WaitGroup,
     pub(crate) probe: Probe,
     next_stream: StdAtomicU64,
@@ -244,6 +246,7 @@ impl<T: Transport> Client<T> {
         }
 
         // Dial with no lock held: it may take long, and close() must not wait for it.
+        crate::trace_point!("stream_workspace: dial");
         let (reader, writer) = shared.transport.dial(&shared.target).await?;
         let id = shared
             .next_stream
@@ -267,12 +270,14 @@ impl<T: Transport> Client<T> {
                     shared.tasks.add(2);
                 }
                 state.retired.retain(|s| s.wg.count() > 0);
+                crate::trace_point!("stream_workspace: publish stream {id}");
                 let replaced = state.current.replace(stream.clone());
                 shared.probe.published(id, replaced.map(|s| s.id));
                 None
             }
         };
         if let Some(error) = refused {
+            crate::trace_point!("stream_workspace: refuse stream {id}: {error}");
             drop(reader);
             writer.close().await;
             return Err(error);
@@ -343,10 +348,29 @@ impl<T: Transport> Client<T> {
             {
                 // We run on this stream's reader: count it out now (it exits
                 // right after the handler returns) so we do not wait for it.
+                // Park the stream in `retired` first, so that a close() from
+                // outside still finds it and waits for the reader's real exit.
+                shared.state.lock().retired.push(own.clone());
                 own.release_reader(&shared.tasks);
+                shared.tasks.wait().await;
+            } else {
+                shared.tasks.wait().await;
+                // A reader counted out early by a close() from its own
+                // handler may still be running that handler, for any time
+                // after its close() returned: it is a task of this client
+                // all the same, so wait for its real exit (its stream's `wg`).
+                // Without this, a close() from outside returned while the
+                // handler still ran (the probe's drain-barrier oracle fired,
+                // over real sockets and in loom's S7). Such a stream was put
+                // in `retired` before it was counted out of `tasks`, so it is
+                // seen here; nothing else is still running at this point.
+                let unwinding: Vec<Arc<StreamInner>> = shared.state.lock().retired.clone();
+                for stream in &unwinding {
+                    stream.wg.wait().await;
+                }
             }
-            shared.tasks.wait().await;
         }
+        crate::trace_point!("close() returns");
         tracing::debug!("client closed and drained");
         shared.probe.barrier_returned("close()");
     }

@@ -148,6 +148,7 @@ impl StreamManager {
     pub async fn wait(&self) {
         self.shared.wait_requested.close();
         self.shared.wg.wait().await;
+        crate::trace_point!("StreamManager::wait() returns");
         self.shared.probe.barrier_returned("wait()");
     }
 
@@ -195,6 +196,7 @@ fn merged_stop(shared: &Arc<ManagerShared>) -> CloseSignal {
         shared: shared.clone(),
         tracked,
     };
+    crate::trace_point!("spawn stop-merger (tracked: {tracked})");
     let fire = merged.clone();
     spawn(async move {
         let shared = &task.shared;

@@ -190,6 +190,11 @@ impl Probe {
         let me = current_task();
         if let Some(task) = self.state().live.iter_mut().find(|t| t.ticket == ticket) {
             task.task = me;
+            #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+            crate::sync::trace::label_current(match task.stream {
+                Some(id) => format!("{}#{id}", task.role),
+                None => task.role.to_string(),
+            });
         }
     }
 

@@ -93,13 +93,14 @@ impl StreamInner {
         task.is_some() && self.reader_task.get().copied().flatten() == task
     }
 
-    /// Give the reader's `done()` exactly once: from the reader's exit, or
-    /// from a `Client::close` running on the reader (so that close does not
-    /// wait for itself).
+    /// Count the reader out of the client's `tasks` exactly once: at the
+    /// reader's exit, or earlier from a `Client::close` running on the
+    /// reader (so that close does not wait for itself). Only `tasks`: the
+    /// stream's `wg` counts the reader's real exit, so `wait()` and a
+    /// `Client::close` from outside still wait for the handler to return.
     pub(crate) fn release_reader(&self, tasks: &WaitGroup) {
         // AcqRel: whichever side wins, the other sees it and skips.
         if !self.reader_released.swap(true, Ordering::AcqRel) {
-            self.wg.done();
             tasks.done();
         }
     }
@@ -196,11 +197,10 @@ impl<T: Transport> Drop for TaskGuard<T> {
         self.shared.probe.exited(self.ticket);
         match self.role {
             Role::Reader => self.stream.release_reader(&self.shared.tasks),
-            _ => {
-                self.stream.wg.done();
-                self.shared.tasks.done();
-            }
+            _ => self.shared.tasks.done(),
         }
+        // The real exit, for `WorkspaceStream::wait` and `Client::close`.
+        self.stream.wg.done();
     }
 }
 
@@ -219,6 +219,7 @@ pub(crate) fn start_tasks<T: Transport, H: Handler>(
         role,
         ticket: shared.probe.spawned(role, Some(stream.id)),
     };
+    crate::trace_point!("spawn reader#{0} and writer#{0}", stream.id);
     let reader_guard = guard(Role::Reader);
     spawn(async move {
         reader_guard.shared.probe.started(reader_guard.ticket);
@@ -296,18 +297,39 @@ async fn read_loop<R: FrameReader, H: Handler>(
                 return StreamEnd::Failed(std::sync::Arc::new(error));
             }
         };
+        crate::trace_point!("handler called");
         handler.handle(event).await;
     }
 }
 
 async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
     while let Some(envelope) = stream.input.recv().await {
-        if let Err(error) = writer.send(envelope.encode()).await {
-            tracing::debug!(stream = stream.id, %error, "workspace stream write failed");
-            stream.finish(StreamEnd::Failed(std::sync::Arc::new(error)));
-            stream.close();
-            break;
+        // Race the send against the close signal. A peer that stops reading
+        // fills the TCP window and the send never completes; closing the
+        // queue cannot wake a writer that is inside a send, so without this
+        // `Client::close()` hung forever (Go does not: closing the conn
+        // unblocks a pending write). The abandoned message was only queued,
+        // never delivered, like the queued input `close` discards. If the
+        // send is ready at once the close signal is not even polled.
+        match select(
+            pin!(writer.send(envelope.encode())),
+            pin!(stream.closed.closed()),
+        )
+        .await
+        {
+            Either::Left((Ok(()), _)) => {}
+            Either::Left((Err(error), _)) => {
+                tracing::debug!(stream = stream.id, %error, "workspace stream write failed");
+                stream.finish(StreamEnd::Failed(std::sync::Arc::new(error)));
+                stream.close();
+                break;
+            }
+            Either::Right(((), _)) => {
+                tracing::debug!(stream = stream.id, "send abandoned: stream closed");
+                break;
+            }
         }
     }
+    // Bounded by `close_timeout` in the real transport, even if still stuck.
     writer.close().await;
 }

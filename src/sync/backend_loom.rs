@@ -8,12 +8,12 @@ use std::time::Duration;
 
 pub(crate) const NAME: &str = "loom";
 
-pub use loom::sync::Arc;
 pub(crate) use loom::sync::Mutex as RawMutex;
+pub use std::sync::Arc;
 
-/// Atomics of the active backend.
-pub mod atomic {
-    pub use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+/// The backend's raw atomics (wrapped by `sync::atomic`).
+pub(crate) mod raw_atomic {
+    pub use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 }
 
 /// Identity of the task (here: the loom thread) that is running.

@@ -8,9 +8,9 @@ pub(crate) const NAME: &str = "shuttle";
 pub use shuttle::sync::Arc;
 pub(crate) use shuttle::sync::Mutex as RawMutex;
 
-/// Atomics of the active backend.
-pub mod atomic {
-    pub use shuttle::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+/// The backend's raw atomics (wrapped by `sync::atomic`).
+pub(crate) mod raw_atomic {
+    pub use shuttle::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 }
 
 /// Identity of the shuttle task that is running.

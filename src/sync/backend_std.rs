@@ -8,11 +8,6 @@ pub(crate) const NAME: &str = "std";
 pub use std::sync::Arc;
 pub(crate) use std::sync::Mutex as RawMutex;
 
-/// Atomics of the active backend.
-pub mod atomic {
-    pub use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-}
-
 /// Identity of the task (or model thread) that is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TaskId(tokio::task::Id);

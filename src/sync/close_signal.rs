@@ -20,9 +20,17 @@ pub struct CloseSignal {
 
 #[derive(Debug)]
 struct Inner {
-    /// Fast-path copy of "closed", so a poll after close takes no lock.
+    /// Lock-free copy of `State::closed`, so `is_closed` and a poll after
+    /// close take no lock.
     closed: AtomicBool,
-    waiters: Mutex<Waiters>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The truth; the atomic mirrors it.
+    closed: bool,
+    waiters: Waiters,
 }
 
 impl Default for CloseSignal {
@@ -37,24 +45,31 @@ impl CloseSignal {
         Self {
             inner: Arc::new(Inner {
                 closed: AtomicBool::new(false),
-                waiters: Mutex::new(Waiters::default()),
+                state: Mutex::new(State::default()),
             }),
         }
     }
 
     /// Close the signal and wake every waiter. Returns `true` for the call
     /// that closed it, `false` if it was already closed (idempotent).
+    #[cfg_attr(any(wsdrain_loom, wsdrain_shuttle), track_caller)]
     pub fn close(&self) -> bool {
+        crate::trace_point!("CloseSignal::close");
+        self.close_inner()
+    }
+
+    fn close_inner(&self) -> bool {
         let wakers = {
-            let mut waiters = self.inner.waiters.lock();
-            // Set under the lock: a waiter that checked the flag under the
-            // same lock and parked is guaranteed to be in `waiters` now.
-            // Release pairs with the Acquire fast path in `is_closed`, so a
-            // task that sees `true` also sees what the closer wrote before.
-            if self.inner.closed.swap(true, Ordering::AcqRel) {
+            let mut state = self.inner.state.lock();
+            // Decided under the lock: a waiter that checked `closed` under
+            // the same lock and parked is guaranteed to be in `waiters` now.
+            if std::mem::replace(&mut state.closed, true) {
                 return false;
             }
-            waiters.take_all()
+            // Release pairs with the Acquire in `is_closed`: a task that
+            // sees `true` also sees what the closer wrote before closing.
+            self.inner.closed.store(true, Ordering::Release);
+            state.waiters.take_all()
         };
         wake_all(wakers);
         true
@@ -95,15 +110,14 @@ impl Future for Closed<'_> {
             this.key = None;
             return Poll::Ready(());
         }
-        let mut waiters = this.signal.inner.waiters.lock();
-        // Re-check under the lock (`close` sets the flag under it): either we
-        // see it closed, or our waker is parked before `close` takes them.
-        // Relaxed is enough here: the lock orders us against `close`.
-        if this.signal.inner.closed.load(Ordering::Relaxed) {
+        let mut state = this.signal.inner.state.lock();
+        // Re-check under the lock (`close` decides under it): either we see
+        // it closed, or our waker is parked before `close` takes them.
+        if state.closed {
             this.key = None;
             return Poll::Ready(());
         }
-        this.key = Some(waiters.park(this.key, cx.waker()));
+        this.key = Some(state.waiters.park(this.key, cx.waker()));
         Poll::Pending
     }
 }
@@ -111,7 +125,7 @@ impl Future for Closed<'_> {
 impl Drop for Closed<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key {
-            self.signal.inner.waiters.lock().remove(key);
+            self.signal.inner.state.lock().waiters.remove(key);
         }
     }
 }

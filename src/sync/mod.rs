@@ -21,9 +21,11 @@
 //! ships. In the real build the leaves are type aliases or `#[inline]`
 //! newtypes over `std`/`tokio`, so the facade costs nothing.
 
+pub mod atomic;
 mod close_signal;
 mod mutex;
 mod queue;
+pub mod trace;
 mod wait_group;
 mod waiters;
 
@@ -37,7 +39,7 @@ mod backend;
 #[path = "backend_shuttle.rs"]
 mod backend;
 
-pub use backend::{Arc, TaskId, atomic, current_task, jitter, sleep, spawn, yield_now};
+pub use backend::{Arc, TaskId, current_task, jitter, sleep, spawn, yield_now};
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 pub use backend::{block_on, model_thread};
 pub use close_signal::{CloseSignal, Closed};

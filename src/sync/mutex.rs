@@ -31,9 +31,14 @@ impl<T> Mutex<T> {
 
     /// Lock, blocking the current thread; never fails.
     #[inline]
+    #[cfg_attr(any(wsdrain_loom, wsdrain_shuttle), track_caller)]
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        self.0
+        let guard = self
+            .0
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+        super::trace::record(|| "Mutex::lock (acquired)", std::panic::Location::caller());
+        guard
     }
 }

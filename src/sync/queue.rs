@@ -86,7 +86,13 @@ impl<T> Queue<T> {
     /// Close the queue: later sends fail, the receiver gets `None`, queued
     /// items are dropped. Returns the number of items discarded (0 on the
     /// second and later calls).
+    #[cfg_attr(any(wsdrain_loom, wsdrain_shuttle), track_caller)]
     pub fn close(&self) -> usize {
+        crate::trace_point!("Queue::close");
+        self.close_inner()
+    }
+
+    fn close_inner(&self) -> usize {
         let (discarded, receiver, senders) = {
             let mut state = self.state.lock();
             if state.closed {

@@ -97,7 +97,16 @@ impl WaitGroup {
     /// # Panics
     /// See the type-level docs: negative counter, or `add` from zero while a
     /// waiter is registered.
+    #[cfg_attr(any(wsdrain_loom, wsdrain_shuttle), track_caller)]
     pub fn add(&self, delta: i32) {
+        self.add_at(delta, super::trace::caller());
+    }
+
+    /// `add`, with the caller's location for the trace (the atomic steps
+    /// inside are then attributed to this file and hidden in the trimmed
+    /// counterexample, which shows the `add` itself).
+    fn add_at(&self, delta: i32, location: super::trace::Loc) {
+        let _ = location;
         let step = (i64::from(delta) << 32) as u64;
         // AcqRel: Release so a waiter that sees the counter reach zero also
         // sees everything the finishing task did before `done`; Acquire so the
@@ -107,6 +116,11 @@ impl WaitGroup {
             .fetch_add(step, Ordering::AcqRel)
             .wrapping_add(step);
         let (v, w) = (counter(state), waiters(state));
+        #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+        super::trace::record(
+            || format!("WaitGroup::add({delta}) -> counter {v}, waiters {w}"),
+            location,
+        );
         if v < 0 {
             panic!("WaitGroup: negative counter");
         }
@@ -135,8 +149,9 @@ impl WaitGroup {
 
     /// Decrement the counter by one: the counted task is finished.
     #[inline]
+    #[cfg_attr(any(wsdrain_loom, wsdrain_shuttle), track_caller)]
     pub fn done(&self) {
-        self.add(-1);
+        self.add_at(-1, super::trace::caller());
     }
 
     /// The current counter (for diagnostics; racy by nature).
@@ -145,8 +160,10 @@ impl WaitGroup {
     }
 
     /// Resolves when the counter is zero: at once if it is zero now.
+    #[cfg_attr(any(wsdrain_loom, wsdrain_shuttle), track_caller)]
     pub fn wait(&self) -> Wait<'_> {
         Wait {
+            location: std::panic::Location::caller(),
             group: self,
             registration: None,
             finished: false,
@@ -159,6 +176,9 @@ impl WaitGroup {
 #[derive(Debug)]
 pub struct Wait<'a> {
     group: &'a WaitGroup,
+    /// Where `wait` was called (for the model trace).
+    #[cfg_attr(not(any(wsdrain_loom, wsdrain_shuttle)), allow(dead_code))]
+    location: &'static std::panic::Location<'static>,
     /// (generation, waker key) once registered as a waiter.
     registration: Option<(u64, u64)>,
     finished: bool,
@@ -177,6 +197,7 @@ impl Future for Wait<'_> {
                 // pairs with the Release of the `add` that brought it there.
                 if counter(group.state.load(Ordering::Acquire)) == 0 {
                     this.finished = true;
+                    this.trace("WaitGroup::wait -> counter 0, returns at once");
                     return Poll::Ready(());
                 }
                 let mut released = group.waiters.lock();
@@ -187,6 +208,7 @@ impl Future for Wait<'_> {
                 loop {
                     if counter(state) == 0 {
                         this.finished = true;
+                        this.trace("WaitGroup::wait -> counter 0, returns at once");
                         return Poll::Ready(());
                     }
                     match group.state.compare_exchange_weak(
@@ -201,6 +223,11 @@ impl Future for Wait<'_> {
                 }
                 let key = released.wakers.park(None, cx.waker());
                 this.registration = Some((released.generation, key));
+                drop(released);
+                this.trace(format!(
+                    "WaitGroup::wait -> parked at counter {}",
+                    counter(state)
+                ));
                 Poll::Pending
             }
             Some((generation, key)) => {
@@ -217,10 +244,22 @@ impl Future for Wait<'_> {
                 if group.state.load(Ordering::Acquire) != 0 {
                     panic!("WaitGroup is reused before previous wait has returned");
                 }
+                this.trace("WaitGroup::wait -> released");
                 Poll::Ready(())
             }
         }
     }
+}
+
+impl Wait<'_> {
+    #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+    fn trace<S: Into<String>>(&self, op: S) {
+        super::trace::record(|| op, self.location);
+    }
+
+    #[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
+    #[inline(always)]
+    fn trace<S>(&self, _op: S) {}
 }
 
 impl Drop for Wait<'_> {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsi
 
 use super::{Frame, FrameReader, FrameWriter, Target, Transport, Utf8Bytes};
 use crate::protocol::{Envelope, Message};
-use crate::sync::{Arc, Mutex, Queue};
+use crate::sync::{Arc, CloseSignal, Mutex, Queue};
 use crate::{Error, Result};
 
 /// What the server sends down one connection.
@@ -50,10 +50,34 @@ struct Server {
     conns: Vec<ServerConn>,
 }
 
+/// Holds dials in flight until released, so a test can act while a
+/// `stream_workspace` is between its pre-dial check and its dial's end.
+#[derive(Debug, Clone, Default)]
+pub struct DialGate {
+    entered: CloseSignal,
+    release: CloseSignal,
+}
+
+impl DialGate {
+    /// Resolves once a dial has reached the gate.
+    pub async fn entered(&self) {
+        self.entered.closed().await
+    }
+
+    /// Let every held dial (and every later one) through.
+    pub fn release(&self) {
+        self.release.close();
+    }
+}
+
 /// The in-memory transport and its server. Clones share the server.
 #[derive(Debug, Clone)]
 pub struct MemoryTransport {
     server: Arc<Mutex<Server>>,
+    /// Fired on the first accept, if someone asked to wait for it (opt-in:
+    /// every facade step costs the model checkers state space).
+    accepted: Option<CloseSignal>,
+    gate: Option<DialGate>,
 }
 
 impl Default for MemoryTransport {
@@ -73,7 +97,34 @@ impl MemoryTransport {
                 capacity: 64,
                 conns: Vec::new(),
             })),
+            accepted: None,
+            gate: None,
         }
+    }
+
+    /// Hold every dial at a gate until [`DialGate::release`].
+    pub fn with_dial_gate(mut self) -> (Self, DialGate) {
+        let gate = DialGate::default();
+        self.gate = Some(gate.clone());
+        (self, gate)
+    }
+
+    /// Make [`first_accept`](Self::first_accept) available.
+    pub fn with_accept_signal(mut self) -> Self {
+        self.accepted = Some(CloseSignal::new());
+        self
+    }
+
+    /// Resolves once the server has accepted its first connection.
+    ///
+    /// # Panics
+    /// Without [`with_accept_signal`](Self::with_accept_signal).
+    pub async fn first_accept(&self) {
+        let accepted = self.accepted.as_ref();
+        accepted
+            .expect("MemoryTransport::with_accept_signal was not called")
+            .closed()
+            .await
     }
 
     /// Require this bearer token (a dial without it fails `Unauthorized`).
@@ -189,6 +240,10 @@ impl Transport for MemoryTransport {
     type Writer = MemoryWriter;
 
     async fn dial(&self, target: &Target) -> Result<(MemoryReader, MemoryWriter)> {
+        if let Some(gate) = &self.gate {
+            gate.entered.close();
+            gate.release.closed().await;
+        }
         let mut server = self.server.lock();
         if server.token.is_some() && server.token != target.token {
             return Err(Error::Unauthorized);
@@ -215,6 +270,9 @@ impl Transport for MemoryTransport {
         }
         server.conns.push(handle);
         drop(server);
+        if let Some(accepted) = &self.accepted {
+            accepted.close();
+        }
         Ok((
             MemoryReader {
                 conn: conn.clone(),

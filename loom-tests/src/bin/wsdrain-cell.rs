@@ -1,0 +1,231 @@
+//! Run one cell of the verification matrix, or replay a counterexample,
+//! under the checker this binary was built for. Prints one JSON line.
+//!
+//! ```text
+//! RUSTFLAGS="--cfg wsdrain_loom" cargo run --release -p wsdrain-loom-tests --bin wsdrain-cell -- \
+//!     run --scenario S1 --variant H5 --bound 3
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Run one scenario x variant under the compiled-in checker (loom or shuttle)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Explore a scenario.
+    Run {
+        /// S1 ... S8 (or the scenario's name).
+        #[arg(long)]
+        scenario: String,
+        /// `fixed`, or a bug of the catalog (H1 ... H8, or its name).
+        #[arg(long, default_value = "fixed")]
+        variant: String,
+        /// loom: the preemption bound (`LOOM_MAX_PREEMPTIONS`).
+        #[arg(long, default_value_t = 2)]
+        bound: usize,
+        /// loom: explore bounds 0, 1, ... up to --bound, stopping at the first failure.
+        #[arg(long)]
+        deepen: bool,
+        /// loom: keep a checkpoint so a failure can be replayed (slower).
+        #[arg(long)]
+        checkpoint: bool,
+        /// shuttle: PCT depth (0: the uniform random scheduler).
+        #[arg(long, default_value_t = 3)]
+        depth: usize,
+        /// shuttle: executions.
+        #[arg(long, default_value_t = 1000)]
+        iterations: usize,
+        /// shuttle: RNG seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop after this long (the result is then "incomplete" unless caught).
+        #[arg(long, default_value_t = 600)]
+        max_seconds: u64,
+        /// Do not record the facade trace (faster; counterexamples lose it).
+        #[arg(long)]
+        no_trace: bool,
+    },
+    /// Replay a counterexample from its artifact (loom checkpoint or shuttle schedule).
+    Replay {
+        /// S1 ... S8.
+        #[arg(long)]
+        scenario: String,
+        /// `fixed` or H1 ... H8.
+        #[arg(long, default_value = "fixed")]
+        variant: String,
+        /// The checkpoint or schedule file.
+        artifact: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("wsdrain-cell: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
+fn run(_: Command) -> Result<(), String> {
+    Err("built without a checker: set RUSTFLAGS=\"--cfg wsdrain_loom\" or \"--cfg wsdrain_shuttle\"".into())
+}
+
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+fn run(command: Command) -> Result<(), String> {
+    use std::time::{Duration, Instant};
+    use wsdrain_loom_tests::cell::{self, CellResult, Pending};
+    use wsdrain_loom_tests::harness::{self, CHECKER, Strategy};
+
+    harness::install_panic_hook();
+    match command {
+        Command::Run {
+            scenario,
+            variant,
+            bound,
+            deepen,
+            checkpoint,
+            depth,
+            iterations,
+            seed,
+            max_seconds,
+            no_trace,
+        } => {
+            let scenario = cell::parse_scenario(&scenario)?;
+            let bugs =
+                cell::parse_variant(&variant).ok_or(format!("unknown variant {variant:?}"))?;
+            wsdrain::sync::trace::set_enabled(!no_trace);
+            let max_duration = Some(Duration::from_secs(max_seconds));
+            let mut result = CellResult {
+                checker: CHECKER.into(),
+                scenario: scenario.id().into(),
+                variant: cell::variant_name(bugs),
+                strategy: String::new(),
+                result: "pass".into(),
+                executions: 0,
+                elapsed_ms: 0.0,
+                bound: None,
+                oracle: None,
+                message: None,
+                report: None,
+                artifact: None,
+                replay: None,
+            };
+            let started = Instant::now();
+            let strategies: Vec<(Option<usize>, Strategy)> = if CHECKER == "loom" {
+                let bounds: Vec<usize> = if deepen {
+                    (0..=bound).collect()
+                } else {
+                    vec![bound]
+                };
+                result.strategy = if deepen {
+                    format!("loom bounds 0..={bound}")
+                } else {
+                    format!("loom bound {bound}")
+                };
+                bounds
+                    .into_iter()
+                    .map(|b| {
+                        let checkpoint =
+                            checkpoint.then(|| harness::loom_checkpoint(scenario, bugs));
+                        (
+                            Some(b),
+                            Strategy::Loom {
+                                preemption_bound: Some(b),
+                                max_duration,
+                                checkpoint,
+                            },
+                        )
+                    })
+                    .collect()
+            } else if depth == 0 {
+                result.strategy = format!("random seed {seed}");
+                vec![(None, Strategy::Random { iterations, seed })]
+            } else {
+                result.strategy = format!("pct depth {depth} seed {seed}");
+                vec![(
+                    None,
+                    Strategy::Pct {
+                        depth,
+                        iterations,
+                        seed,
+                    },
+                )]
+            };
+            let mut executions = 0;
+            for (bound, strategy) in strategies {
+                result.bound = bound;
+                cell::set_pending(Some(Pending {
+                    result: result.clone(),
+                    started,
+                    executions_before: executions,
+                }));
+                let outcome = harness::explore(scenario, bugs, &strategy);
+                executions += outcome.executions;
+                result.executions = executions;
+                result.elapsed_ms = cell::ms(started.elapsed());
+                if outcome.failure.is_some() {
+                    // The panic hook has written the result already.
+                    return Ok(());
+                }
+                if outcome.incomplete {
+                    result.result = "incomplete".into();
+                    break;
+                }
+            }
+            cell::set_pending(None);
+            cell::write_once(&result);
+            Ok(())
+        }
+        Command::Replay {
+            scenario,
+            variant,
+            artifact,
+        } => {
+            let scenario = cell::parse_scenario(&scenario)?;
+            let bugs =
+                cell::parse_variant(&variant).ok_or(format!("unknown variant {variant:?}"))?;
+            let result = CellResult {
+                checker: CHECKER.into(),
+                scenario: scenario.id().into(),
+                variant: cell::variant_name(bugs),
+                strategy: format!("replay {}", artifact.display()),
+                result: "pass".into(),
+                executions: 0,
+                elapsed_ms: 0.0,
+                bound: None,
+                oracle: None,
+                message: None,
+                report: None,
+                artifact: Some(artifact.clone()),
+                replay: None,
+            };
+            let started = Instant::now();
+            cell::set_pending(Some(Pending {
+                result: result.clone(),
+                started,
+                executions_before: 0,
+            }));
+            let outcome = harness::replay(scenario, bugs, &artifact);
+            if outcome.failure.is_none() {
+                cell::set_pending(None);
+                let mut result = result;
+                result.executions = outcome.executions;
+                result.elapsed_ms = cell::ms(started.elapsed());
+                cell::write_once(&result);
+            }
+            Ok(())
+        }
+    }
+}

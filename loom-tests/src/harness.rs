@@ -1,0 +1,448 @@
+//! Running a scenario under the checker this build was compiled for, and
+//! turning a failure into a readable, replayable counterexample.
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use wsdrain::Bugs;
+use wsdrain::probe::Oracle;
+use wsdrain::sync::trace;
+
+use crate::scenarios::Scenario;
+
+/// The checker compiled into this build.
+#[cfg(wsdrain_loom)]
+pub const CHECKER: &str = "loom";
+/// The checker compiled into this build.
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+pub const CHECKER: &str = "shuttle";
+/// The checker compiled into this build.
+#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
+pub const CHECKER: &str = "none";
+
+/// How to explore.
+#[derive(Debug, Clone)]
+pub enum Strategy {
+    /// loom, exhaustive within the preemption bound (`None`: unbounded).
+    Loom {
+        /// `LOOM_MAX_PREEMPTIONS`.
+        preemption_bound: Option<usize>,
+        /// Give up after this long (the run then counts as incomplete).
+        max_duration: Option<Duration>,
+        /// Where to keep the checkpoint that replays a failure.
+        checkpoint: Option<PathBuf>,
+    },
+    /// shuttle's PCT scheduler.
+    Pct {
+        /// Bug depth.
+        depth: usize,
+        /// Executions.
+        iterations: usize,
+        /// RNG seed.
+        seed: u64,
+    },
+    /// shuttle's uniform random scheduler.
+    Random {
+        /// Executions.
+        iterations: usize,
+        /// RNG seed.
+        seed: u64,
+    },
+}
+
+/// A failing execution, ready to show.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The oracle that fired (None: an unexpected panic).
+    pub oracle: Option<Oracle>,
+    /// The panic message.
+    pub message: String,
+    /// The interleaving that led there (trimmed).
+    pub trace: String,
+    /// The file that replays it (loom checkpoint or shuttle schedule).
+    pub artifact: Option<PathBuf>,
+}
+
+/// What an exploration found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Executions run (the failing one included).
+    pub executions: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// The first failure, if any.
+    pub failure: Option<Failure>,
+    /// Whether the exploration stopped on its time limit before finishing.
+    pub incomplete: bool,
+}
+
+static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
+static FIRST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
+
+/// Install (once) the panic hook that captures the first failure of a run
+/// together with the trace of the execution it happened in. It stays quiet
+/// unless `WSDRAIN_SHOW_PANICS` is set: failures are reported by the harness.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = payload_text(info.payload());
+            let mut first = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner());
+            let is_first = first.is_none();
+            if is_first {
+                let location = info
+                    .location()
+                    .map(|l| format!(" (at {}:{})", l.file(), l.line()))
+                    .unwrap_or_default();
+                *first = Some((format!("{message}{location}"), trace::render(60)));
+            }
+            let captured = first.clone();
+            drop(first);
+            if std::env::var_os("WSDRAIN_SHOW_PANICS").is_some() {
+                default(info);
+            }
+            // The process may abort right after this hook (loom reports a
+            // deadlock with a non-unwinding panic): write the cell now.
+            if is_first
+                && let (Some(pending), Some((message, trace))) = (crate::cell::pending(), captured)
+            {
+                crate::cell::write_once(&caught(pending, message, trace));
+            }
+        }));
+    });
+}
+
+/// The result of a cell whose run just failed with `message`.
+fn caught(
+    pending: crate::cell::Pending,
+    message: String,
+    trace: String,
+) -> crate::cell::CellResult {
+    let mut result = pending.result;
+    let scenario = Scenario::from_name(&result.scenario).expect("a known scenario");
+    let bugs = crate::cell::parse_variant(&result.variant).expect("a known variant");
+    let executions = pending.executions_before + EXECUTIONS.load(Ordering::SeqCst);
+    let artifact = current_artifact();
+    let failure = Failure {
+        oracle: Oracle::classify(&message),
+        message,
+        trace,
+        artifact: artifact.clone(),
+    };
+    result.result = "caught".into();
+    result.executions = executions;
+    result.elapsed_ms = crate::cell::ms(pending.started.elapsed());
+    result.oracle = Some(
+        failure
+            .oracle
+            .map_or("unclassified", |o| o.name())
+            .to_owned(),
+    );
+    result.message = Some(failure.message.clone());
+    result.report = Some(failure.report(CHECKER, scenario, bugs, executions));
+    result.replay = artifact
+        .as_deref()
+        .map(|a| replay_command(scenario, bugs, a));
+    result.artifact = artifact;
+    result
+}
+
+static ARTIFACT: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The replay artifact of the run in progress: the loom checkpoint it
+/// writes, or the newest shuttle schedule.
+fn current_artifact() -> Option<PathBuf> {
+    #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+    {
+        newest_schedule(&schedule_dir())
+    }
+    #[cfg(not(all(wsdrain_shuttle, not(wsdrain_loom))))]
+    {
+        ARTIFACT.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+fn payload_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
+}
+
+/// Explore `scenario` with `bugs` switched on.
+pub fn explore(scenario: Scenario, bugs: Bugs, strategy: &Strategy) -> Outcome {
+    install_panic_hook();
+    EXECUTIONS.store(0, Ordering::SeqCst);
+    *FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let body = move || {
+        EXECUTIONS.fetch_add(1, Ordering::SeqCst);
+        scenario.run(bugs);
+    };
+    let start = Instant::now();
+    let (result, artifact, incomplete) = run_checker(strategy, body);
+    let elapsed = start.elapsed();
+    let executions = EXECUTIONS.load(Ordering::SeqCst);
+    let failure = result.err().map(|payload| {
+        let captured = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let (message, trace) = captured.unwrap_or_else(|| (payload_text(&*payload), String::new()));
+        Failure {
+            oracle: Oracle::classify(&message),
+            message,
+            trace,
+            artifact,
+        }
+    });
+    Outcome {
+        executions,
+        elapsed,
+        incomplete: incomplete && failure.is_none(),
+        failure,
+    }
+}
+
+type RunResult = (std::thread::Result<()>, Option<PathBuf>, bool);
+
+#[cfg(wsdrain_loom)]
+fn run_checker(strategy: &Strategy, body: impl Fn() + Send + Sync + 'static) -> RunResult {
+    let Strategy::Loom {
+        preemption_bound,
+        max_duration,
+        checkpoint,
+    } = strategy
+    else {
+        panic!("this build has loom; shuttle strategies need --cfg wsdrain_shuttle");
+    };
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = *preemption_bound;
+    builder.max_duration = *max_duration;
+    builder.max_branches = 10_000;
+    *ARTIFACT.lock().unwrap_or_else(|p| p.into_inner()) = checkpoint.clone();
+    if let Some(path) = checkpoint {
+        // A fresh exploration: loom would resume from an existing file.
+        let _ = std::fs::remove_file(path);
+        // Interval 1: the file always holds the path of the execution that
+        // is running, so after a failure it replays exactly that one.
+        builder.checkpoint_file = Some(path.clone());
+        builder.checkpoint_interval = 1;
+    }
+    let start = Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.check(body)));
+    let incomplete = max_duration.is_some_and(|d| start.elapsed() >= d);
+    (result, checkpoint.clone(), incomplete)
+}
+
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+fn run_checker(strategy: &Strategy, body: impl Fn() + Send + Sync + 'static) -> RunResult {
+    use shuttle::scheduler::{PctScheduler, RandomScheduler};
+    use shuttle::{Config, FailurePersistence, Runner};
+
+    let dir = schedule_dir();
+    let before = newest_schedule(&dir);
+    let mut config = Config::new();
+    config.failure_persistence = FailurePersistence::File(Some(dir.clone()));
+    config.silence_warnings = true;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match *strategy {
+        Strategy::Pct {
+            depth,
+            iterations,
+            seed,
+        } => {
+            Runner::new(PctScheduler::new_from_seed(seed, depth, iterations), config).run(body);
+        }
+        Strategy::Random { iterations, seed } => {
+            Runner::new(RandomScheduler::new_from_seed(seed, iterations), config).run(body);
+        }
+        Strategy::Loom { .. } => {
+            panic!("this build has shuttle; loom strategies need --cfg wsdrain_loom")
+        }
+    }));
+    let artifact = if result.is_err() {
+        newest_schedule(&dir).filter(|p| Some(p) != before.as_ref())
+    } else {
+        None
+    };
+    (result, artifact, false)
+}
+
+#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
+fn run_checker(_: &Strategy, _: impl Fn() + Send + Sync + 'static) -> RunResult {
+    panic!("build with RUSTFLAGS=\"--cfg wsdrain_loom\" or \"--cfg wsdrain_shuttle\"");
+}
+
+/// Replay a failure from its artifact: the loom checkpoint or the shuttle
+/// schedule file. Runs exactly the failing execution.
+pub fn replay(scenario: Scenario, bugs: Bugs, artifact: &Path) -> Outcome {
+    install_panic_hook();
+    EXECUTIONS.store(0, Ordering::SeqCst);
+    *FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let body = move || {
+        EXECUTIONS.fetch_add(1, Ordering::SeqCst);
+        scenario.run(bugs);
+    };
+    let start = Instant::now();
+    let result = replay_checker(artifact, body);
+    let elapsed = start.elapsed();
+    let failure = result.err().map(|payload| {
+        let captured = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let (message, trace) = captured.unwrap_or_else(|| (payload_text(&*payload), String::new()));
+        Failure {
+            oracle: Oracle::classify(&message),
+            message,
+            trace,
+            artifact: Some(artifact.to_owned()),
+        }
+    });
+    Outcome {
+        executions: EXECUTIONS.load(Ordering::SeqCst),
+        elapsed,
+        failure,
+        incomplete: false,
+    }
+}
+
+#[cfg(wsdrain_loom)]
+fn replay_checker(
+    artifact: &Path,
+    body: impl Fn() + Send + Sync + 'static,
+) -> std::thread::Result<()> {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = None;
+    builder.max_branches = 10_000;
+    *ARTIFACT.lock().unwrap_or_else(|p| p.into_inner()) = Some(artifact.to_owned());
+    // Start from the checkpointed path and stop after that one execution.
+    let copy = artifact.with_extension("replay.json");
+    std::fs::copy(artifact, &copy).expect("copy the checkpoint");
+    builder.checkpoint_file = Some(copy);
+    builder.checkpoint_interval = 1;
+    // loom stops *before* execution `max_permutations`: 2 runs exactly one.
+    builder.max_permutations = Some(2);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.check(body)))
+}
+
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+fn replay_checker(
+    artifact: &Path,
+    body: impl Fn() + Send + Sync + 'static,
+) -> std::thread::Result<()> {
+    let artifact = artifact.to_owned();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        shuttle::replay_from_file(body, artifact)
+    }))
+}
+
+#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
+fn replay_checker(_: &Path, _: impl Fn() + Send + Sync + 'static) -> std::thread::Result<()> {
+    panic!("build with RUSTFLAGS=\"--cfg wsdrain_loom\" or \"--cfg wsdrain_shuttle\"");
+}
+
+/// Where shuttle schedules and loom checkpoints are kept.
+pub fn artifact_dir() -> PathBuf {
+    let dir = std::env::var_os("WSDRAIN_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wsdrain/counterexamples")
+        });
+    std::fs::create_dir_all(&dir).expect("create the counterexample directory");
+    dir
+}
+
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+fn schedule_dir() -> PathBuf {
+    // One directory per process: shuttle's failure hook is installed once
+    // per process with the first run's settings, and "newest file" must not
+    // see another process's schedules.
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR
+        .get_or_init(|| {
+            let cell = crate::cell::pending()
+                .map(|p| format!("{}-{}-", p.result.scenario, p.result.variant))
+                .unwrap_or_default();
+            artifact_dir().join(format!("shuttle/{cell}{}", std::process::id()))
+        })
+        .clone();
+    std::fs::create_dir_all(&dir).expect("create the schedule directory");
+    dir
+}
+
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+fn newest_schedule(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("schedule"))
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+}
+
+/// The loom checkpoint path for a run (fresh: any old file is removed, or
+/// loom would resume from it).
+pub fn loom_checkpoint(scenario: Scenario, bugs: Bugs) -> PathBuf {
+    let name: Vec<&str> = bugs.iter().map(|b| b.id()).collect();
+    let label = if name.is_empty() {
+        "fixed".to_owned()
+    } else {
+        name.join("+")
+    };
+    let path = artifact_dir().join(format!("loom-{}-{label}.json", scenario.id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// The command that replays a failure.
+pub fn replay_command(scenario: Scenario, bugs: Bugs, artifact: &Path) -> String {
+    let bug = bugs
+        .iter()
+        .next()
+        .map(|b| format!(" --bug {}", b.id()))
+        .unwrap_or_default();
+    format!(
+        "cargo xtask replay --checker {CHECKER} --scenario {}{bug} {}",
+        scenario.id(),
+        artifact.display()
+    )
+}
+
+impl Failure {
+    /// The full, human-readable report of this counterexample.
+    pub fn report(
+        &self,
+        checker: &str,
+        scenario: Scenario,
+        bugs: Bugs,
+        executions: usize,
+    ) -> String {
+        let variant: Vec<String> = bugs.iter().map(|b| b.to_string()).collect();
+        let variant = if variant.is_empty() {
+            "fixed client".to_owned()
+        } else {
+            variant.join(", ")
+        };
+        let oracle = self.oracle.map_or("unclassified panic", |o| o.name());
+        let mut out = format!(
+            "counterexample: {variant} / {scenario} / {checker}, found after {executions} execution(s)\n\
+             oracle: {oracle}\n\
+             failure: {}\n\n{}",
+            self.message, self.trace
+        );
+        if checker == "loom" {
+            out.push_str(
+                "(loom explores the C11 memory model: a load may return an older value than the \
+                 latest store listed above when no happens-before edge orders them)\n",
+            );
+        }
+        if let Some(artifact) = &self.artifact {
+            out.push_str(&format!(
+                "\nreplay: {}\n",
+                replay_command(scenario, bugs, artifact)
+            ));
+        }
+        out
+    }
+}

@@ -1,0 +1,368 @@
+//! The scenarios: what each explores, and the body of one execution.
+//!
+//! Every body builds a fresh client over the in-memory transport, runs the
+//! concurrent operations with facade threads and tasks, and leaves the
+//! judging to the oracles: the client's probe checks the drain barrier,
+//! identity and orphans the moment they can be judged; [`end_checks`]
+//! checks at the end of the execution that every connection was closed.
+//! Deadlocks are found by the checkers themselves (the liveness oracle).
+//!
+//! Thread budget: loom models at most 5 threads per execution, the model's
+//! own included, and every client task is a thread there. Each scenario
+//! below fits in 5.
+
+use std::fmt;
+
+use wsdrain::probe::Oracle;
+use wsdrain::sync::{CloseSignal, block_on, model_thread, trace};
+use wsdrain::transport::MemoryTransport;
+use wsdrain::{Bug, Bugs, Client, ClientConfig, Event, ManagerConfig, StreamManager};
+
+/// One scenario of the verification matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scenario {
+    /// S1: `close()` vs `stream_workspace` (the seed, kandev PR #1272).
+    S1CloseVsStream,
+    /// S2: `close()` while the dial is in flight.
+    S2CloseDuringDial,
+    /// S3: two concurrent `stream_workspace` callers, then `close()`.
+    S3ConcurrentDial,
+    /// S4: server disconnect (reader exit cleanup) vs a new stream, then close.
+    S4DisconnectVsNewStream,
+    /// S5: `close()` vs pending `write_shell_input` / `ping`.
+    S5CloseVsPendingWrite,
+    /// S6: double `close()`, and `WorkspaceStream::close` vs `Client::close`.
+    S6DoubleClose,
+    /// S7: `close()` called from a handler on the reader task.
+    S7CloseFromHandler,
+    /// S8: the stream manager's reconnect loop vs `stop()`/`wait()`.
+    S8ManagerReconnect,
+}
+
+impl Scenario {
+    /// Every scenario, in order.
+    pub const ALL: [Scenario; 8] = [
+        Scenario::S1CloseVsStream,
+        Scenario::S2CloseDuringDial,
+        Scenario::S3ConcurrentDial,
+        Scenario::S4DisconnectVsNewStream,
+        Scenario::S5CloseVsPendingWrite,
+        Scenario::S6DoubleClose,
+        Scenario::S7CloseFromHandler,
+        Scenario::S8ManagerReconnect,
+    ];
+
+    /// `"S1"` ... `"S8"`.
+    pub fn id(self) -> &'static str {
+        ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"][self as usize]
+    }
+
+    /// A short name.
+    pub fn name(self) -> &'static str {
+        [
+            "close-vs-stream",
+            "close-during-dial",
+            "concurrent-dial",
+            "disconnect-vs-new-stream",
+            "close-vs-pending-write",
+            "double-close",
+            "close-from-handler",
+            "manager-reconnect",
+        ][self as usize]
+    }
+
+    /// What the scenario explores (for the README and the report).
+    pub fn explores(self) -> &'static str {
+        match self {
+            Scenario::S1CloseVsStream => {
+                "a caller runs stream_workspace while main runs close(); every interleaving of \
+                 the pre-dial check, dial, publish, add and task start against close's capture, \
+                 close and wait"
+            }
+            Scenario::S2CloseDuringDial => {
+                "the dial is held at a gate until close() has returned; then the dial completes \
+                 and the post-dial re-check must refuse the stream"
+            }
+            Scenario::S3ConcurrentDial => {
+                "two callers race through pre-check, dial and re-check; exactly one may win; \
+                 then close() drains the winner"
+            }
+            Scenario::S4DisconnectVsNewStream => {
+                "the server drops stream 1 while main closes it and opens stream 2; the old \
+                 reader's exit cleanup races the new publication; then close()"
+            }
+            Scenario::S5CloseVsPendingWrite => {
+                "a sender blocks on a full input queue (capacity 1) with write_shell_input and \
+                 ping while main runs close(); the sender must be released"
+            }
+            Scenario::S6DoubleClose => {
+                "two concurrent Client::close calls and a WorkspaceStream::close; each close() \
+                 must return only after the drain"
+            }
+            Scenario::S7CloseFromHandler => {
+                "the handler calls Client::close on the reader task when the first message \
+                 arrives; then main closes too"
+            }
+            Scenario::S8ManagerReconnect => {
+                "the server drops the managed stream; the manager's reconnect loop (dial, \
+                 backoff, retry) races stop()/wait(). loom: reconnect dials are refused (thread \
+                 budget); shuttle: one reconnect succeeds"
+            }
+        }
+    }
+
+    /// Look a scenario up by id (`"S3"`) or name.
+    pub fn from_name(name: &str) -> Option<Scenario> {
+        Scenario::ALL
+            .into_iter()
+            .find(|s| s.id().eq_ignore_ascii_case(name) || s.name() == name)
+    }
+
+    /// Whether `bug` is reachable in this scenario. A bug that is not
+    /// applicable is reported as such in the table, never skipped silently.
+    pub fn applies(self, bug: Bug) -> bool {
+        use Scenario::*;
+        match bug {
+            Bug::CloseNoDrain => !matches!(self, S2CloseDuringDial | S8ManagerReconnect),
+            Bug::DialVsClose => matches!(self, S1CloseVsStream | S2CloseDuringDial),
+            Bug::ConcurrentDialOrphan => self == S3ConcurrentDial,
+            Bug::CleanupClobber => self == S4DisconnectVsNewStream,
+            Bug::AddAfterPublish => self == S1CloseVsStream,
+            Bug::UntrackedHelperTask => self == S8ManagerReconnect,
+            Bug::WriterNotWoken => self != S2CloseDuringDial,
+            Bug::CloseFromCallback => self == S7CloseFromHandler,
+            _ => false,
+        }
+    }
+
+    /// Why a bug does not apply here (for the table's footnotes).
+    pub fn not_applicable_because(self, bug: Bug) -> &'static str {
+        match bug {
+            Bug::CloseNoDrain => "no stream is live when close() runs",
+            Bug::DialVsClose => "no stream_workspace call can pass its checks after close() here",
+            Bug::ConcurrentDialOrphan => "only one stream_workspace caller at a time",
+            Bug::CleanupClobber => "no stream is replaced while an old reader unwinds",
+            Bug::AddAfterPublish => "the stream is published before close() can run",
+            Bug::UntrackedHelperTask => "no stream manager",
+            Bug::WriterNotWoken => "no writer is started",
+            Bug::CloseFromCallback => "no handler calls close()",
+            _ => "not modelled",
+        }
+    }
+
+    /// Run one execution of the scenario (inside a loom or shuttle model).
+    pub fn run(self, bugs: Bugs) {
+        trace::reset();
+        trace::label_current("main");
+        match self {
+            Scenario::S1CloseVsStream => s1(bugs),
+            Scenario::S2CloseDuringDial => s2(bugs),
+            Scenario::S3ConcurrentDial => s3(bugs),
+            Scenario::S4DisconnectVsNewStream => s4(bugs),
+            Scenario::S5CloseVsPendingWrite => s5(bugs),
+            Scenario::S6DoubleClose => s6(bugs),
+            Scenario::S7CloseFromHandler => s7(bugs),
+            Scenario::S8ManagerReconnect => s8(bugs),
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.id(), self.name())
+    }
+}
+
+type Mem = Client<MemoryTransport>;
+
+/// A quiet server (no `connected` message: fewer steps to explore).
+fn quiet() -> MemoryTransport {
+    MemoryTransport::new().with_connected_message(false)
+}
+
+fn client(transport: &MemoryTransport, bugs: Bugs) -> Mem {
+    let config = ClientConfig::default()
+        .with_input_queue_capacity(1)
+        .with_bugs(bugs);
+    Client::with_transport(transport.clone(), "mem://workspace", config)
+}
+
+async fn ignore(_: Event) {}
+
+/// End-of-execution oracle: every connection the transport opened is closed.
+pub fn end_checks(transport: &MemoryTransport) {
+    let open = transport.open_connections();
+    if open > 0 {
+        panic!(
+            "oracle[{}] violated: {open} connection(s) still open at the end of the execution",
+            Oracle::NoOrphan
+        );
+    }
+}
+
+fn assert_drained(client: &Mem, what: &str) {
+    let live = client.live_tasks();
+    if live > 0 {
+        panic!(
+            "oracle[{}] violated: {what} returned while {live} client task(s) still running",
+            Oracle::DrainBarrier
+        );
+    }
+}
+
+fn s1(bugs: Bugs) {
+    let transport = quiet();
+    let client = client(&transport, bugs);
+    let caller = {
+        let client = client.clone();
+        model_thread(move || {
+            trace::label_current("caller");
+            let _ = block_on(client.stream_workspace(ignore));
+        })
+    };
+    block_on(client.close());
+    caller.join().unwrap();
+    end_checks(&transport);
+}
+
+fn s2(bugs: Bugs) {
+    let (transport, gate) = quiet().with_dial_gate();
+    let client = client(&transport, bugs);
+    let caller = {
+        let client = client.clone();
+        model_thread(move || {
+            trace::label_current("caller");
+            let result = block_on(client.stream_workspace(ignore));
+            assert!(
+                result.is_err(),
+                "a stream dialed across close() was accepted"
+            );
+        })
+    };
+    block_on(gate.entered());
+    block_on(client.close());
+    gate.release();
+    caller.join().unwrap();
+    end_checks(&transport);
+}
+
+fn s3(bugs: Bugs) {
+    let transport = quiet();
+    let client = client(&transport, bugs);
+    let callers: Vec<_> = ["caller-a", "caller-b"]
+        .into_iter()
+        .map(|label| {
+            let client = client.clone();
+            model_thread(move || {
+                trace::label_current(label);
+                block_on(client.stream_workspace(ignore)).is_ok()
+            })
+        })
+        .collect();
+    let winners = callers
+        .into_iter()
+        .map(|c| c.join().unwrap())
+        .filter(|won| *won)
+        .count();
+    assert_eq!(
+        winners, 1,
+        "exactly one concurrent stream_workspace must win"
+    );
+    block_on(client.close());
+    end_checks(&transport);
+}
+
+fn s4(bugs: Bugs) {
+    let transport = quiet();
+    let client = client(&transport, bugs);
+    let _first = block_on(client.stream_workspace(ignore)).expect("first stream");
+    transport.connections()[0].disconnect();
+    let _ = client.close_workspace_stream();
+    let second = block_on(client.stream_workspace(ignore));
+    assert!(
+        second.is_ok(),
+        "a new stream after close_workspace_stream: {second:?}"
+    );
+    block_on(client.close());
+    end_checks(&transport);
+}
+
+fn s5(bugs: Bugs) {
+    let transport = quiet();
+    let client = client(&transport, bugs);
+    let stream = block_on(client.stream_workspace(ignore)).expect("stream");
+    let sender = model_thread(move || {
+        trace::label_current("sender");
+        block_on(async {
+            let _ = stream.write_shell_input("ls\n").await;
+            let _ = stream.ping().await;
+        })
+    });
+    block_on(client.close());
+    sender.join().unwrap();
+    end_checks(&transport);
+}
+
+fn s6(bugs: Bugs) {
+    let transport = quiet();
+    let client = client(&transport, bugs);
+    let stream = block_on(client.stream_workspace(ignore)).expect("stream");
+    let other = {
+        let client = client.clone();
+        model_thread(move || {
+            trace::label_current("closer");
+            block_on(client.close());
+        })
+    };
+    stream.close();
+    block_on(client.close());
+    other.join().unwrap();
+    end_checks(&transport);
+}
+
+fn s7(bugs: Bugs) {
+    let transport = MemoryTransport::new(); // sends `connected`: the trigger
+    let client = client(&transport, bugs);
+    let handler_closed = CloseSignal::new();
+    let handler = {
+        let client = client.clone();
+        let handler_closed = handler_closed.clone();
+        let mut fired = false;
+        move |_event: Event| {
+            let first = !std::mem::replace(&mut fired, true);
+            let client = client.clone();
+            let handler_closed = handler_closed.clone();
+            async move {
+                if first {
+                    client.close().await;
+                    handler_closed.close();
+                }
+            }
+        }
+    };
+    let _stream = block_on(client.stream_workspace(handler)).expect("stream");
+    block_on(handler_closed.closed());
+    block_on(client.close());
+    assert_drained(&client, "close() after the handler's close()");
+    end_checks(&transport);
+}
+
+fn s8(bugs: Bugs) {
+    // loom: a reconnect would need two more threads than it has.
+    let accepts = if wsdrain::sync::BACKEND == "loom" {
+        1
+    } else {
+        2
+    };
+    let transport = quiet().with_accept_limit(accepts).with_accept_signal();
+    let client = client(&transport, bugs);
+    let config = ManagerConfig::default().with_max_consecutive_failures(2);
+    let manager = StreamManager::start(client.clone(), || ignore, config);
+    block_on(transport.first_accept());
+    transport.connections()[0].disconnect();
+    manager.stop();
+    block_on(manager.wait());
+    assert_drained(&client, "StreamManager::wait()");
+    drop(manager);
+    end_checks(&transport);
+}

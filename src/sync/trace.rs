@@ -1,0 +1,182 @@
+//! A record of facade operations, for counterexamples (model builds only).
+//!
+//! In loom and shuttle builds every facade operation (lock, atomic access,
+//! wait-group step, signal, queue step, spawn) appends `(task, operation,
+//! source location)` to the trace of the current execution; when an
+//! execution fails, the harness prints that trace as the interleaving that
+//! led there. In the real build every function here is an empty
+//! `#[inline(always)]` stub and the facade does not even capture locations.
+
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+mod imp {
+    use std::collections::HashMap;
+    use std::fmt::Write as _;
+    use std::panic::Location;
+    use std::sync::Mutex;
+
+    use crate::sync::{TaskId, current_task};
+
+    /// One recorded step.
+    #[derive(Debug, Clone)]
+    pub struct Step {
+        /// The task's label ("main", "reader#1", ...).
+        pub task: String,
+        /// The operation, e.g. `WaitGroup::add(2)`.
+        pub op: String,
+        /// Where the client code called it.
+        pub location: &'static Location<'static>,
+    }
+
+    #[derive(Default)]
+    struct Trace {
+        steps: Vec<(Option<TaskId>, String, &'static Location<'static>)>,
+        labels: HashMap<TaskId, String>,
+    }
+
+    // The models run every task on one OS thread, one at a time: a plain
+    // std mutex is uncontended and invisible to the checker.
+    static TRACE: Mutex<Option<Trace>> = Mutex::new(None);
+
+    fn with<R>(f: impl FnOnce(&mut Trace) -> R) -> R {
+        let mut guard = TRACE.lock().unwrap_or_else(|p| p.into_inner());
+        f(guard.get_or_insert_with(Trace::default))
+    }
+
+    /// Start the trace of a new execution.
+    pub fn reset() {
+        with(|t| *t = Trace::default());
+    }
+
+    static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+    /// Switch recording on or off (on by default). Off, a facade operation
+    /// costs one relaxed load more than untraced, and `op` is never built.
+    pub fn set_enabled(enabled: bool) {
+        ENABLED.store(enabled, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Record the operation `op` builds, by the current task, at `location`.
+    pub fn record<S: Into<String>>(op: impl FnOnce() -> S, location: &'static Location<'static>) {
+        if !ENABLED.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let task = current_task();
+        let op = op().into();
+        with(|t| t.steps.push((task, op, location)));
+    }
+
+    /// Name the current task in the trace.
+    pub fn label_current(label: impl Into<String>) {
+        if let Some(task) = current_task() {
+            let label = label.into();
+            with(|t| t.labels.insert(task, label));
+        }
+    }
+
+    /// The steps of the current execution, labelled.
+    pub fn steps() -> Vec<Step> {
+        with(|t| {
+            let mut unnamed: HashMap<TaskId, String> = HashMap::new();
+            t.steps
+                .iter()
+                .map(|(task, op, location)| {
+                    let task = match task {
+                        None => "?".to_owned(),
+                        Some(id) => t.labels.get(id).cloned().unwrap_or_else(|| {
+                            let n = unnamed.len();
+                            unnamed
+                                .entry(*id)
+                                .or_insert_with(|| format!("task-{n}"))
+                                .clone()
+                        }),
+                    };
+                    Step {
+                        task,
+                        op: op.clone(),
+                        location,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// Whether a step is inside the facade or the model transport (hidden in
+    /// the trimmed view: the client's own calls into them are kept).
+    pub fn is_internal(step: &Step) -> bool {
+        let file = step.location.file();
+        file.contains("src/sync/") || file.contains("src/transport/memory.rs")
+    }
+
+    /// The trimmed interleaving: client-level steps only, task by task, and
+    /// at most the last `max` of them.
+    pub fn render(max: usize) -> String {
+        let steps = steps();
+        let kept: Vec<&Step> = steps
+            .iter()
+            .filter(|s| std::env::var_os("WSDRAIN_FULL_TRACE").is_some() || !is_internal(s))
+            .collect();
+        let hidden = steps.len() - kept.len();
+        let skip = kept.len().saturating_sub(max);
+        let mut out = format!(
+            "interleaving ({} steps: {} shown, {hidden} inside the facade hidden{}):\n",
+            steps.len(),
+            kept.len() - skip,
+            if skip > 0 {
+                format!(", first {skip} client steps elided")
+            } else {
+                String::new()
+            }
+        );
+        let width = kept.iter().map(|s| s.task.len()).max().unwrap_or(4);
+        for (i, step) in kept.iter().enumerate().skip(skip) {
+            let _ = writeln!(
+                out,
+                "  {:>3}  {:<width$}  {:<44} {}:{}",
+                i + 1,
+                step.task,
+                step.op,
+                step.location.file(),
+                step.location.line()
+            );
+        }
+        out
+    }
+}
+
+#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
+mod imp {
+    /// No trace in the real build.
+    #[inline(always)]
+    pub fn label_current(_label: &str) {}
+}
+
+pub use imp::*;
+
+/// A source location in model builds; nothing in the real build.
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+pub type Loc = &'static std::panic::Location<'static>;
+/// A source location in model builds; nothing in the real build.
+#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
+pub type Loc = ();
+
+/// The caller's location (model builds) or nothing (real build).
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+#[track_caller]
+pub fn caller() -> Loc {
+    std::panic::Location::caller()
+}
+
+/// The caller's location (model builds) or nothing (real build).
+#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
+#[inline(always)]
+pub fn caller() -> Loc {}
+
+/// Record a client-level step (model builds only; nothing in the real build).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! trace_point {
+    ($($arg:tt)*) => {
+        #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+        $crate::sync::trace::record(|| format!($($arg)*), ::std::panic::Location::caller());
+    };
+}
