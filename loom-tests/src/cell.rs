@@ -126,3 +126,8 @@ pub fn parse_scenario(name: &str) -> Result<Scenario, String> {
         format!("unknown scenario {name:?} (one of {})", ids.join(", "))
     })
 }
+
+/// Every bug of the catalog.
+pub fn all_bugs() -> [Bug; 8] {
+    Bug::ALL
+}

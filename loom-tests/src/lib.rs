@@ -7,6 +7,7 @@
 //! describes the matrix (scenario names, applicability).
 
 pub mod cell;
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 pub mod harness;
 pub mod scenarios;
 

@@ -13,10 +13,14 @@
 
 use std::fmt;
 
-use wsdrain::probe::Oracle;
-use wsdrain::sync::{CloseSignal, block_on, model_thread, trace};
-use wsdrain::transport::MemoryTransport;
-use wsdrain::{Bug, Bugs, Client, ClientConfig, Event, ManagerConfig, StreamManager};
+use wsdrain::Bug;
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+use wsdrain::{
+    Bugs, Client, ClientConfig, Event, ManagerConfig, StreamManager,
+    probe::Oracle,
+    sync::{CloseSignal, block_on, model_thread, trace},
+    transport::MemoryTransport,
+};
 
 /// One scenario of the verification matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -129,7 +133,7 @@ impl Scenario {
             Bug::CleanupClobber => self == S4DisconnectVsNewStream,
             Bug::AddAfterPublish => self == S1CloseVsStream,
             Bug::UntrackedHelperTask => self == S8ManagerReconnect,
-            Bug::WriterNotWoken => self != S2CloseDuringDial,
+            Bug::WriterNotWoken => !matches!(self, S2CloseDuringDial | S6DoubleClose),
             Bug::CloseFromCallback => self == S7CloseFromHandler,
             _ => false,
         }
@@ -144,14 +148,18 @@ impl Scenario {
             Bug::CleanupClobber => "no stream is replaced while an old reader unwinds",
             Bug::AddAfterPublish => "the stream is published before close() can run",
             Bug::UntrackedHelperTask => "no stream manager",
-            Bug::WriterNotWoken => "no writer is started",
+            Bug::WriterNotWoken => {
+                "no writer is parked when the client closes (S2), or WorkspaceStream::close wakes it first (S6)"
+            }
             Bug::CloseFromCallback => "no handler calls close()",
             _ => "not modelled",
         }
     }
 
     /// Run one execution of the scenario (inside a loom or shuttle model).
+    #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
     pub fn run(self, bugs: Bugs) {
+        use bodies::*;
         trace::reset();
         trace::label_current("main");
         match self {
@@ -173,196 +181,207 @@ impl fmt::Display for Scenario {
     }
 }
 
-type Mem = Client<MemoryTransport>;
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+mod bodies {
+    use super::*;
+    type Mem = Client<MemoryTransport>;
 
-/// A quiet server (no `connected` message: fewer steps to explore).
-fn quiet() -> MemoryTransport {
-    MemoryTransport::new().with_connected_message(false)
-}
-
-fn client(transport: &MemoryTransport, bugs: Bugs) -> Mem {
-    let config = ClientConfig::default()
-        .with_input_queue_capacity(1)
-        .with_bugs(bugs);
-    Client::with_transport(transport.clone(), "mem://workspace", config)
-}
-
-async fn ignore(_: Event) {}
-
-/// End-of-execution oracle: every connection the transport opened is closed.
-pub fn end_checks(transport: &MemoryTransport) {
-    let open = transport.open_connections();
-    if open > 0 {
-        panic!(
-            "oracle[{}] violated: {open} connection(s) still open at the end of the execution",
-            Oracle::NoOrphan
-        );
+    /// A quiet server (no `connected` message: fewer steps to explore).
+    fn quiet() -> MemoryTransport {
+        MemoryTransport::new().with_connected_message(false)
     }
-}
 
-fn assert_drained(client: &Mem, what: &str) {
-    let live = client.live_tasks();
-    if live > 0 {
-        panic!(
-            "oracle[{}] violated: {what} returned while {live} client task(s) still running",
-            Oracle::DrainBarrier
-        );
+    fn client(transport: &MemoryTransport, bugs: Bugs) -> Mem {
+        let config = ClientConfig::default()
+            .with_input_queue_capacity(1)
+            .with_bugs(bugs);
+        Client::with_transport(transport.clone(), "mem://workspace", config)
     }
-}
 
-fn s1(bugs: Bugs) {
-    let transport = quiet();
-    let client = client(&transport, bugs);
-    let caller = {
-        let client = client.clone();
-        model_thread(move || {
-            trace::label_current("caller");
-            let _ = block_on(client.stream_workspace(ignore));
-        })
-    };
-    block_on(client.close());
-    caller.join().unwrap();
-    end_checks(&transport);
-}
+    async fn ignore(_: Event) {}
 
-fn s2(bugs: Bugs) {
-    let (transport, gate) = quiet().with_dial_gate();
-    let client = client(&transport, bugs);
-    let caller = {
-        let client = client.clone();
-        model_thread(move || {
-            trace::label_current("caller");
-            let result = block_on(client.stream_workspace(ignore));
-            assert!(
-                result.is_err(),
-                "a stream dialed across close() was accepted"
+    /// End-of-execution oracle: every connection the transport opened is closed.
+    pub fn end_checks(transport: &MemoryTransport) {
+        let open = transport.open_connections();
+        if open > 0 {
+            panic!(
+                "oracle[{}] violated: {open} connection(s) still open at the end of the execution",
+                Oracle::NoOrphan
             );
-        })
-    };
-    block_on(gate.entered());
-    block_on(client.close());
-    gate.release();
-    caller.join().unwrap();
-    end_checks(&transport);
-}
+        }
+    }
 
-fn s3(bugs: Bugs) {
-    let transport = quiet();
-    let client = client(&transport, bugs);
-    let callers: Vec<_> = ["caller-a", "caller-b"]
-        .into_iter()
-        .map(|label| {
+    fn assert_drained(client: &Mem, what: &str) {
+        let live = client.live_tasks();
+        if live > 0 {
+            panic!(
+                "oracle[{}] violated: {what} returned while {live} client task(s) still running",
+                Oracle::DrainBarrier
+            );
+        }
+    }
+
+    pub(super) fn s1(bugs: Bugs) {
+        let transport = quiet();
+        let client = client(&transport, bugs);
+        let caller = {
             let client = client.clone();
             model_thread(move || {
-                trace::label_current(label);
-                block_on(client.stream_workspace(ignore)).is_ok()
+                trace::label_current("caller");
+                let _ = block_on(client.stream_workspace(ignore));
             })
-        })
-        .collect();
-    let winners = callers
-        .into_iter()
-        .map(|c| c.join().unwrap())
-        .filter(|won| *won)
-        .count();
-    assert_eq!(
-        winners, 1,
-        "exactly one concurrent stream_workspace must win"
-    );
-    block_on(client.close());
-    end_checks(&transport);
-}
+        };
+        block_on(client.close());
+        caller.join().unwrap();
+        end_checks(&transport);
+    }
 
-fn s4(bugs: Bugs) {
-    let transport = quiet();
-    let client = client(&transport, bugs);
-    let _first = block_on(client.stream_workspace(ignore)).expect("first stream");
-    transport.connections()[0].disconnect();
-    let _ = client.close_workspace_stream();
-    let second = block_on(client.stream_workspace(ignore));
-    assert!(
-        second.is_ok(),
-        "a new stream after close_workspace_stream: {second:?}"
-    );
-    block_on(client.close());
-    end_checks(&transport);
-}
+    pub(super) fn s2(bugs: Bugs) {
+        let (transport, gate) = quiet().with_dial_gate();
+        let client = client(&transport, bugs);
+        let caller = {
+            let client = client.clone();
+            model_thread(move || {
+                trace::label_current("caller");
+                let result = block_on(client.stream_workspace(ignore));
+                assert!(
+                    result.is_err(),
+                    "a stream dialed across close() was accepted"
+                );
+            })
+        };
+        block_on(gate.entered());
+        block_on(client.close());
+        gate.release();
+        caller.join().unwrap();
+        end_checks(&transport);
+    }
 
-fn s5(bugs: Bugs) {
-    let transport = quiet();
-    let client = client(&transport, bugs);
-    let stream = block_on(client.stream_workspace(ignore)).expect("stream");
-    let sender = model_thread(move || {
-        trace::label_current("sender");
-        block_on(async {
-            let _ = stream.write_shell_input("ls\n").await;
-            let _ = stream.ping().await;
-        })
-    });
-    block_on(client.close());
-    sender.join().unwrap();
-    end_checks(&transport);
-}
+    pub(super) fn s3(bugs: Bugs) {
+        let transport = quiet();
+        let client = client(&transport, bugs);
+        let callers: Vec<_> = ["caller-a", "caller-b"]
+            .into_iter()
+            .map(|label| {
+                let client = client.clone();
+                model_thread(move || {
+                    trace::label_current(label);
+                    block_on(client.stream_workspace(ignore)).is_ok()
+                })
+            })
+            .collect();
+        let winners = callers
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .filter(|won| *won)
+            .count();
+        assert_eq!(
+            winners, 1,
+            "exactly one concurrent stream_workspace must win"
+        );
+        block_on(client.close());
+        end_checks(&transport);
+    }
 
-fn s6(bugs: Bugs) {
-    let transport = quiet();
-    let client = client(&transport, bugs);
-    let stream = block_on(client.stream_workspace(ignore)).expect("stream");
-    let other = {
-        let client = client.clone();
-        model_thread(move || {
-            trace::label_current("closer");
-            block_on(client.close());
-        })
-    };
-    stream.close();
-    block_on(client.close());
-    other.join().unwrap();
-    end_checks(&transport);
-}
+    pub(super) fn s4(bugs: Bugs) {
+        let transport = quiet();
+        let client = client(&transport, bugs);
+        let _first = block_on(client.stream_workspace(ignore)).expect("first stream");
+        transport.connections()[0].disconnect();
+        let _ = client.close_workspace_stream();
+        let second = block_on(client.stream_workspace(ignore));
+        assert!(
+            second.is_ok(),
+            "a new stream after close_workspace_stream: {second:?}"
+        );
+        block_on(client.close());
+        end_checks(&transport);
+    }
 
-fn s7(bugs: Bugs) {
-    let transport = MemoryTransport::new(); // sends `connected`: the trigger
-    let client = client(&transport, bugs);
-    let handler_closed = CloseSignal::new();
-    let handler = {
-        let client = client.clone();
-        let handler_closed = handler_closed.clone();
-        let mut fired = false;
-        move |_event: Event| {
-            let first = !std::mem::replace(&mut fired, true);
+    pub(super) fn s5(bugs: Bugs) {
+        let transport = quiet();
+        let client = client(&transport, bugs);
+        let stream = block_on(client.stream_workspace(ignore)).expect("stream");
+        let sender = model_thread(move || {
+            trace::label_current("sender");
+            block_on(async {
+                let _ = stream.write_shell_input("ls\n").await;
+                let _ = stream.ping().await;
+            })
+        });
+        block_on(client.close());
+        sender.join().unwrap();
+        end_checks(&transport);
+    }
+
+    pub(super) fn s6(bugs: Bugs) {
+        let transport = quiet();
+        let client = client(&transport, bugs);
+        let stream = block_on(client.stream_workspace(ignore)).expect("stream");
+        let other = {
+            let client = client.clone();
+            model_thread(move || {
+                trace::label_current("closer");
+                block_on(client.close());
+            })
+        };
+        stream.close();
+        block_on(client.close());
+        other.join().unwrap();
+        end_checks(&transport);
+    }
+
+    pub(super) fn s7(bugs: Bugs) {
+        let transport = MemoryTransport::new(); // sends `connected`: the trigger
+        let client = client(&transport, bugs);
+        let handler_closed = CloseSignal::new();
+        let handler = {
             let client = client.clone();
             let handler_closed = handler_closed.clone();
-            async move {
-                if first {
-                    client.close().await;
-                    handler_closed.close();
+            let mut fired = false;
+            move |_event: Event| {
+                let first = !std::mem::replace(&mut fired, true);
+                let client = client.clone();
+                let handler_closed = handler_closed.clone();
+                async move {
+                    if first {
+                        client.close().await;
+                        handler_closed.close();
+                    }
                 }
             }
-        }
-    };
-    let _stream = block_on(client.stream_workspace(handler)).expect("stream");
-    block_on(handler_closed.closed());
-    block_on(client.close());
-    assert_drained(&client, "close() after the handler's close()");
-    end_checks(&transport);
-}
+        };
+        let _stream = block_on(client.stream_workspace(handler)).expect("stream");
+        block_on(handler_closed.closed());
+        block_on(client.close());
+        assert_drained(&client, "close() after the handler's close()");
+        end_checks(&transport);
+    }
 
-fn s8(bugs: Bugs) {
-    // loom: a reconnect would need two more threads than it has.
-    let accepts = if wsdrain::sync::BACKEND == "loom" {
-        1
-    } else {
-        2
-    };
-    let transport = quiet().with_accept_limit(accepts).with_accept_signal();
-    let client = client(&transport, bugs);
-    let config = ManagerConfig::default().with_max_consecutive_failures(2);
-    let manager = StreamManager::start(client.clone(), || ignore, config);
-    block_on(transport.first_accept());
-    transport.connections()[0].disconnect();
-    manager.stop();
-    block_on(manager.wait());
-    assert_drained(&client, "StreamManager::wait()");
-    drop(manager);
-    end_checks(&transport);
+    pub(super) fn s8(bugs: Bugs) {
+        // loom: a reconnect would need two more threads than it has.
+        let accepts = if wsdrain::sync::BACKEND == "loom" {
+            1
+        } else {
+            2
+        };
+        let transport = quiet().with_accept_limit(accepts).with_accept_signal();
+        let client = client(&transport, bugs);
+        // loom: one refused reconnect, then the manager gives up (each retry
+        // multiplies the interleavings); shuttle: up to two.
+        let failures = if wsdrain::sync::BACKEND == "loom" {
+            1
+        } else {
+            2
+        };
+        let config = ManagerConfig::default().with_max_consecutive_failures(failures);
+        let manager = StreamManager::start(client.clone(), || ignore, config);
+        block_on(transport.first_accept());
+        transport.connections()[0].disconnect();
+        manager.stop();
+        block_on(manager.wait());
+        assert_drained(&client, "StreamManager::wait()");
+        drop(manager);
+        end_checks(&transport);
+    }
 }

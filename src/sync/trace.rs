@@ -157,7 +157,8 @@ pub use imp::*;
 pub type Loc = &'static std::panic::Location<'static>;
 /// A source location in model builds; nothing in the real build.
 #[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
-pub type Loc = ();
+#[derive(Debug, Clone, Copy)]
+pub struct Loc;
 
 /// The caller's location (model builds) or nothing (real build).
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
@@ -169,7 +170,9 @@ pub fn caller() -> Loc {
 /// The caller's location (model builds) or nothing (real build).
 #[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
 #[inline(always)]
-pub fn caller() -> Loc {}
+pub fn caller() -> Loc {
+    Loc
+}
 
 /// Record a client-level step (model builds only; nothing in the real build).
 #[macro_export]

@@ -1,1 +1,65 @@
-fn main() {}
+//! `cargo xtask`: the project's own commands.
+//!
+//! - `cargo xtask verify`: build the loom and shuttle harnesses, run the
+//!   verification matrix (fixed client and bugs H1-H8 x scenarios S1-S8 x
+//!   checker), print the verdict table and the budgets, write them as JSON
+//!   under `target/wsdrain/`. Non-zero exit if the fixed client fails
+//!   anything or a bug escapes.
+//! - `cargo xtask replay --checker loom --scenario S1 --bug H5 FILE`: replay
+//!   a counterexample.
+
+mod matrix;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "wsdrain's project commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Model-check the client under loom and shuttle and print the verdict table.
+    Verify(matrix::VerifyArgs),
+    /// Replay a counterexample from its loom checkpoint or shuttle schedule.
+    Replay {
+        /// `loom` or `shuttle`.
+        #[arg(long)]
+        checker: String,
+        /// S1 ... S8.
+        #[arg(long)]
+        scenario: String,
+        /// H1 ... H8 (omit for the fixed client).
+        #[arg(long)]
+        bug: Option<String>,
+        /// The checkpoint (loom) or schedule (shuttle) file.
+        artifact: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Verify(args) => matrix::verify(&args),
+        Command::Replay {
+            checker,
+            scenario,
+            bug,
+            artifact,
+        } => matrix::replay(&checker, &scenario, bug.as_deref(), &artifact),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::from(2)
+        }
+    }
+}

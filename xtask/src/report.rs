@@ -1,0 +1,512 @@
+//! The verdict table and the budgets, for the terminal and as JSON.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+use wsdrain_loom_tests::Scenario;
+use wsdrain_loom_tests::cell::{CellResult, all_bugs};
+
+use crate::matrix::{Job, JobKind, VerifyArgs};
+
+/// One cell of a table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub scenario: String,
+    /// "pass", "caught", "incomplete", "FAILED" (the fixed client failed),
+    /// "ESCAPED" (a bug was not caught), "n/a".
+    pub status: String,
+    pub oracle: Option<String>,
+    /// loom: executions of the run (to detection, for bugs).
+    pub executions: Option<usize>,
+    /// loom: the bound that found the bug.
+    pub bound: Option<usize>,
+    pub elapsed_ms: Option<f64>,
+    /// shuttle bugs: executions to detection per PCT depth over the seeds.
+    pub pct: Vec<PctStats>,
+    pub note: Option<String>,
+}
+
+/// Executions to detection over the seeds, at one PCT depth.
+#[derive(Debug, Clone, Serialize)]
+pub struct PctStats {
+    pub depth: usize,
+    pub seeds: usize,
+    pub caught: usize,
+    pub median: f64,
+    pub max: usize,
+    pub elapsed_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub variant: String,
+    pub cells: Vec<Cell>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Table {
+    pub checker: String,
+    pub rows: Vec<Row>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Counterexample {
+    pub checker: String,
+    pub scenario: String,
+    pub variant: String,
+    pub report: String,
+    pub replay: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub problems: Vec<String>,
+    pub elapsed_s: f64,
+    pub cores: usize,
+    pub settings: Settings,
+    pub tables: Vec<Table>,
+    pub budgets: Vec<String>,
+    /// loom: per scenario, the largest bound that finished within the limit.
+    pub largest_bounds: Vec<(String, Option<usize>)>,
+    pub counterexamples: Vec<Counterexample>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub loom_bound: usize,
+    pub loom_bug_bound: usize,
+    pub loom_seconds: u64,
+    pub shuttle_executions: usize,
+    pub seeds: u64,
+    pub bug_iterations: usize,
+}
+
+fn median(values: &mut [usize]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_unstable();
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2] as f64
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) as f64 / 2.0
+    }
+}
+
+impl Report {
+    pub fn build(
+        args: &VerifyArgs,
+        scenarios: &[Scenario],
+        checkers: &[&str],
+        results: Vec<(Job, CellResult)>,
+        elapsed: Duration,
+    ) -> Report {
+        let mut problems = Vec::new();
+        let mut tables = Vec::new();
+        let mut counterexamples = Vec::new();
+        let mut budgets = Vec::new();
+        let find =
+            |checker: &str, scenario: &str, variant: &str, kind: &dyn Fn(&JobKind) -> bool| {
+                results
+                    .iter()
+                    .filter(|(job, r)| {
+                        job.checker == checker
+                            && r.scenario == scenario
+                            && r.variant == variant
+                            && kind(&job.kind)
+                    })
+                    .map(|(_, r)| r.clone())
+                    .collect::<Vec<_>>()
+            };
+        for &checker in checkers {
+            let mut rows = Vec::new();
+            let variants: Vec<String> = std::iter::once("fixed".to_owned())
+                .chain(all_bugs().iter().map(|b| b.id().to_owned()))
+                .collect();
+            for variant in &variants {
+                let bug = all_bugs().into_iter().find(|b| b.id() == variant);
+                let mut cells = Vec::new();
+                for &scenario in scenarios {
+                    let sid = scenario.id();
+                    if let Some(bug) = bug
+                        && !scenario.applies(bug)
+                    {
+                        cells.push(Cell {
+                            scenario: sid.into(),
+                            status: "n/a".into(),
+                            oracle: None,
+                            executions: None,
+                            bound: None,
+                            elapsed_ms: None,
+                            pct: vec![],
+                            note: Some(scenario.not_applicable_because(bug).into()),
+                        });
+                        continue;
+                    }
+                    let runs = if bug.is_none() {
+                        find(checker, sid, variant, &|k| *k == JobKind::Fixed)
+                    } else {
+                        find(checker, sid, variant, &|k| matches!(k, JobKind::Bug { .. }))
+                    };
+                    let cell = if bug.is_none() {
+                        let Some(r) = runs.first() else { continue };
+                        let status = match r.result.as_str() {
+                            "caught" => {
+                                problems.push(format!(
+                                    "the fixed client failed {sid} under {checker}: {}",
+                                    r.message.clone().unwrap_or_default()
+                                ));
+                                if let Some(report) = &r.report {
+                                    counterexamples.push(Counterexample {
+                                        checker: checker.into(),
+                                        scenario: sid.into(),
+                                        variant: variant.clone(),
+                                        report: report.clone(),
+                                        replay: r.replay.clone(),
+                                    });
+                                }
+                                "FAILED"
+                            }
+                            other => other,
+                        };
+                        Cell {
+                            scenario: sid.into(),
+                            status: status.into(),
+                            oracle: r.oracle.clone(),
+                            executions: Some(r.executions),
+                            bound: r.bound,
+                            elapsed_ms: Some(r.elapsed_ms),
+                            pct: vec![],
+                            note: None,
+                        }
+                    } else if checker == "loom" {
+                        let Some(r) = runs.first() else { continue };
+                        let status = if r.result == "caught" {
+                            if let Some(report) = &r.report {
+                                counterexamples.push(Counterexample {
+                                    checker: checker.into(),
+                                    scenario: sid.into(),
+                                    variant: variant.clone(),
+                                    report: report.clone(),
+                                    replay: r.replay.clone(),
+                                });
+                            }
+                            "caught"
+                        } else {
+                            problems.push(format!(
+                                "{variant} escaped loom in {sid} ({} executions up to bound {:?})",
+                                r.executions, r.bound
+                            ));
+                            "ESCAPED"
+                        };
+                        Cell {
+                            scenario: sid.into(),
+                            status: status.into(),
+                            oracle: r.oracle.clone(),
+                            executions: Some(r.executions),
+                            bound: r.bound,
+                            elapsed_ms: Some(r.elapsed_ms),
+                            pct: vec![],
+                            note: None,
+                        }
+                    } else {
+                        let mut pct = Vec::new();
+                        let mut oracle = None;
+                        let mut escaped = false;
+                        for depth in [2, 3] {
+                            let runs =
+                                find(checker, sid, variant, &|k| *k == JobKind::Bug { depth });
+                            let mut caught: Vec<usize> = runs
+                                .iter()
+                                .filter(|r| r.result == "caught")
+                                .map(|r| r.executions)
+                                .collect();
+                            if let Some(r) = runs.iter().find(|r| r.result == "caught") {
+                                oracle = oracle.or(r.oracle.clone());
+                                if depth == 3
+                                    && !counterexamples
+                                        .iter()
+                                        .any(|c| c.checker == checker && c.variant == *variant)
+                                {
+                                    if let Some(report) = &r.report {
+                                        counterexamples.push(Counterexample {
+                                            checker: checker.into(),
+                                            scenario: sid.into(),
+                                            variant: variant.clone(),
+                                            report: report.clone(),
+                                            replay: r.replay.clone(),
+                                        });
+                                    }
+                                }
+                            }
+                            let n = caught.len();
+                            if n < runs.len() {
+                                escaped = true;
+                                problems.push(format!("{variant} escaped shuttle PCT depth {depth} in {sid} for {} of {} seeds ({} executions each)", runs.len() - n, runs.len(), args.bug_iterations));
+                            }
+                            pct.push(PctStats {
+                                depth,
+                                seeds: runs.len(),
+                                caught: n,
+                                median: median(&mut caught),
+                                max: caught.iter().copied().max().unwrap_or(0),
+                                elapsed_ms: runs.iter().map(|r| r.elapsed_ms).sum(),
+                            });
+                        }
+                        Cell {
+                            scenario: sid.into(),
+                            status: if escaped {
+                                "ESCAPED".into()
+                            } else {
+                                "caught".into()
+                            },
+                            oracle,
+                            executions: None,
+                            bound: None,
+                            elapsed_ms: Some(pct.iter().map(|p| p.elapsed_ms).sum()),
+                            pct,
+                            note: None,
+                        }
+                    };
+                    cells.push(cell);
+                }
+                rows.push(Row {
+                    variant: variant.clone(),
+                    cells,
+                });
+            }
+            tables.push(Table {
+                checker: checker.into(),
+                rows,
+            });
+        }
+
+        // Budgets, as figures.
+        let mut largest_bounds = Vec::new();
+        for table in &tables {
+            let fixed = &table.rows[0];
+            let total_ms: f64 = fixed.cells.iter().filter_map(|c| c.elapsed_ms).sum();
+            let total_ex: usize = fixed.cells.iter().filter_map(|c| c.executions).sum();
+            let incomplete: Vec<&str> = fixed
+                .cells
+                .iter()
+                .filter(|c| c.status == "incomplete")
+                .map(|c| c.scenario.as_str())
+                .collect();
+            if table.checker == "loom" {
+                budgets.push(format!(
+                    "loom, fixed client, exhaustive at preemption bound {}: {total_ex} executions in {:.1} s over {} scenarios (goal at bound 3: <= 60 s){}",
+                    args.bound,
+                    total_ms / 1e3,
+                    fixed.cells.len(),
+                    if incomplete.is_empty() { String::new() } else { format!("; hit the {} s limit: {}", args.loom_seconds, incomplete.join(", ")) }
+                ));
+                let bug_ms: Vec<f64> = table.rows[1..]
+                    .iter()
+                    .flat_map(|r| r.cells.iter())
+                    .filter(|c| c.status == "caught")
+                    .filter_map(|c| c.elapsed_ms)
+                    .collect();
+                let worst = bug_ms.iter().copied().fold(0.0, f64::max);
+                budgets.push(format!(
+                    "loom, bugs: every catch took <= {:.0} ms (goal: <= 2 s each)",
+                    worst
+                ));
+            } else {
+                budgets.push(format!(
+                    "shuttle, fixed client: {total_ex} PCT (depth 3) executions in {:.1} s, zero failures: {} (goal: 100000 in <= 60 s)",
+                    total_ms / 1e3,
+                    if fixed.cells.iter().all(|c| c.status == "pass") { "yes" } else { "NO" }
+                ));
+                for depth in [2, 3] {
+                    let mut medians = Vec::new();
+                    for row in &table.rows[1..] {
+                        for cell in &row.cells {
+                            if let Some(p) = cell.pct.iter().find(|p| p.depth == depth) {
+                                medians.push(format!(
+                                    "{}/{} {}/{}",
+                                    row.variant, cell.scenario, p.median, p.max
+                                ));
+                            }
+                        }
+                    }
+                    budgets.push(format!("shuttle PCT depth {depth}, executions to detection (median/max over {} seeds): {}", args.seeds, medians.join(", ")));
+                }
+            }
+        }
+        for &scenario in scenarios {
+            let mut best = None;
+            for bound in 0..=5 {
+                let runs = find("loom", scenario.id(), "fixed", &|k| {
+                    *k == JobKind::Bound { bound }
+                });
+                if let Some(r) = runs.first()
+                    && r.result == "pass"
+                {
+                    best = Some(bound);
+                }
+            }
+            if args.find_bounds {
+                largest_bounds.push((scenario.id().to_owned(), best));
+            }
+        }
+        Report {
+            ok: problems.is_empty(),
+            problems,
+            elapsed_s: elapsed.as_secs_f64(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            settings: Settings {
+                loom_bound: args.bound,
+                loom_bug_bound: args.bug_bound,
+                loom_seconds: args.loom_seconds,
+                shuttle_executions: args.shuttle_executions,
+                seeds: args.seeds,
+                bug_iterations: args.bug_iterations,
+            },
+            tables,
+            budgets,
+            largest_bounds,
+            counterexamples,
+        }
+    }
+}
+
+fn short(oracle: Option<&str>) -> &str {
+    match oracle {
+        Some("drain-barrier") => "drain",
+        Some("no-orphan") => "orphan",
+        Some("identity") => "identity",
+        Some("waitgroup-misuse") => "wg-misuse",
+        Some("liveness") => "liveness",
+        Some(_) => "panic",
+        None => "?",
+    }
+}
+
+fn human(n: usize) -> String {
+    if n >= 10_000 {
+        format!("{:.0}k", n as f64 / 1e3)
+    } else {
+        n.to_string()
+    }
+}
+
+fn time(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.1}s", ms / 1e3)
+    } else {
+        format!("{ms:.0}ms")
+    }
+}
+
+fn cell_text(checker: &str, cell: &Cell) -> String {
+    match cell.status.as_str() {
+        "n/a" => "n/a".into(),
+        "pass" => format!(
+            "pass {} {}",
+            human(cell.executions.unwrap_or(0)),
+            time(cell.elapsed_ms.unwrap_or(0.0))
+        ),
+        "incomplete" => format!(
+            "part {} {}",
+            human(cell.executions.unwrap_or(0)),
+            time(cell.elapsed_ms.unwrap_or(0.0))
+        ),
+        "FAILED" => format!("FAIL {}", short(cell.oracle.as_deref())),
+        "ESCAPED" => "ESCAPED".into(),
+        _ if checker == "loom" => format!(
+            "{} {}x {}",
+            short(cell.oracle.as_deref()),
+            cell.executions.unwrap_or(0),
+            time(cell.elapsed_ms.unwrap_or(0.0))
+        ),
+        _ => {
+            let med: Vec<String> = cell.pct.iter().map(|p| format!("{}", p.median)).collect();
+            format!("{} m{}", short(cell.oracle.as_deref()), med.join("/"))
+        }
+    }
+}
+
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    for table in &report.tables {
+        let heading = if table.checker == "loom" {
+            format!(
+                "loom (fixed: exhaustive at preemption bound {}; bugs: bounds 0..={} until caught). cell: oracle, executions to detection, wall time",
+                report.settings.loom_bound, report.settings.loom_bug_bound
+            )
+        } else {
+            format!(
+                "shuttle (fixed: PCT depth 3; bugs: PCT depth 2 and 3 x {} seeds). cell: oracle, median executions to detection d2/d3",
+                report.settings.seeds
+            )
+        };
+        let _ = writeln!(out, "\n{heading}");
+        let width = 18;
+        let _ = write!(out, "{:<8}", "");
+        if let Some(row) = table.rows.first() {
+            for cell in &row.cells {
+                let _ = write!(out, "{:<width$}", cell.scenario);
+            }
+        }
+        let _ = writeln!(out);
+        for row in &table.rows {
+            let _ = write!(out, "{:<8}", row.variant);
+            for cell in &row.cells {
+                let _ = write!(out, "{:<width$}", cell_text(&table.checker, cell));
+            }
+            let _ = writeln!(out);
+        }
+    }
+    let _ = writeln!(out, "\nbudgets (this machine: {} cores):", report.cores);
+    for line in &report.budgets {
+        let _ = writeln!(out, "  - {line}");
+    }
+    if !report.largest_bounds.is_empty() {
+        let list: Vec<String> = report
+            .largest_bounds
+            .iter()
+            .map(|(s, b)| format!("{s} {}", b.map_or("none".into(), |b| b.to_string())))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  - loom, largest preemption bound finishing within {} s: {}",
+            report.settings.loom_seconds,
+            list.join(", ")
+        );
+    }
+    let _ = writeln!(out, "\nscenarios:");
+    for s in Scenario::ALL {
+        let _ = writeln!(out, "  {s}: {}", s.explores());
+    }
+    out
+}
+
+pub fn print(report: &Report) {
+    println!("{}", render(report));
+    if let Some(example) = report
+        .counterexamples
+        .iter()
+        .find(|c| c.checker == "loom" && c.variant == "H5")
+        .or(report.counterexamples.first())
+    {
+        println!(
+            "example counterexample (all of them are in the JSON report):\n\n{}",
+            example.report
+        );
+    }
+    if report.ok {
+        println!(
+            "verdict: OK: the fixed client passes every scenario; every applicable bug is caught by every checker run ({:.0} s)",
+            report.elapsed_s
+        );
+    } else {
+        println!("verdict: FAILED");
+        for problem in &report.problems {
+            println!("  - {problem}");
+        }
+    }
+}
