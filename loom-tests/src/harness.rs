@@ -151,6 +151,7 @@ fn caught(
     result
 }
 
+#[cfg(wsdrain_loom)]
 static ARTIFACT: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// The replay artifact of the run in progress: the loom checkpoint it

@@ -132,7 +132,7 @@ impl Report {
                 for &scenario in scenarios {
                     let sid = scenario.id();
                     if let Some(bug) = bug
-                        && !scenario.applies(bug)
+                        && !scenario.applies_under(checker, bug)
                     {
                         cells.push(Cell {
                             scenario: sid.into(),
@@ -215,10 +215,20 @@ impl Report {
                     } else {
                         let mut pct = Vec::new();
                         let mut oracle = None;
-                        let mut escaped = false;
-                        for depth in [2, 3] {
+                        // Caught per seed by any strategy (a portfolio, like
+                        // shuttle's PortfolioRunner).
+                        let mut seeds_caught = std::collections::BTreeSet::<String>::new();
+                        let mut seeds_run = std::collections::BTreeSet::<String>::new();
+                        for depth in [2, 3, 0] {
                             let runs =
                                 find(checker, sid, variant, &|k| *k == JobKind::Bug { depth });
+                            for r in &runs {
+                                let seed = r.strategy.rsplit(' ').next().unwrap_or("").to_owned();
+                                if r.result == "caught" {
+                                    seeds_caught.insert(seed.clone());
+                                }
+                                seeds_run.insert(seed);
+                            }
                             let mut caught: Vec<usize> = runs
                                 .iter()
                                 .filter(|r| r.result == "caught")
@@ -243,10 +253,6 @@ impl Report {
                                 }
                             }
                             let n = caught.len();
-                            if n < runs.len() {
-                                escaped = true;
-                                problems.push(format!("{variant} escaped shuttle PCT depth {depth} in {sid} for {} of {} seeds ({} executions each)", runs.len() - n, runs.len(), args.bug_iterations));
-                            }
                             pct.push(PctStats {
                                 depth,
                                 seeds: runs.len(),
@@ -255,6 +261,15 @@ impl Report {
                                 max: caught.iter().copied().max().unwrap_or(0),
                                 elapsed_ms: runs.iter().map(|r| r.elapsed_ms).sum(),
                             });
+                        }
+                        let escaped = seeds_caught.len() < seeds_run.len();
+                        if escaped {
+                            problems.push(format!(
+                                "{variant} escaped every shuttle scheduler in {sid} for {} of {} seeds ({} executions each)",
+                                seeds_run.len() - seeds_caught.len(),
+                                seeds_run.len(),
+                                args.bug_iterations
+                            ));
                         }
                         Cell {
                             scenario: sid.into(),
@@ -321,7 +336,7 @@ impl Report {
                     total_ms / 1e3,
                     if fixed.cells.iter().all(|c| c.status == "pass") { "yes" } else { "NO" }
                 ));
-                for depth in [2, 3] {
+                for depth in [2, 3, 0] {
                     let mut medians = Vec::new();
                     for row in &table.rows[1..] {
                         for cell in &row.cells {
@@ -333,7 +348,12 @@ impl Report {
                             }
                         }
                     }
-                    budgets.push(format!("shuttle PCT depth {depth}, executions to detection (median/max over {} seeds): {}", args.seeds, medians.join(", ")));
+                    let name = if depth == 0 {
+                        "random scheduler".to_owned()
+                    } else {
+                        format!("PCT depth {depth}")
+                    };
+                    budgets.push(format!("shuttle {name}, executions to detection (median/max over {} seeds; - = not caught in {} executions): {}", args.seeds, args.bug_iterations, medians.join(", ")));
                 }
             }
         }
@@ -424,7 +444,17 @@ fn cell_text(checker: &str, cell: &Cell) -> String {
             time(cell.elapsed_ms.unwrap_or(0.0))
         ),
         _ => {
-            let med: Vec<String> = cell.pct.iter().map(|p| format!("{}", p.median)).collect();
+            let med: Vec<String> = cell
+                .pct
+                .iter()
+                .map(|p| {
+                    if p.caught == 0 {
+                        "-".to_owned()
+                    } else {
+                        format!("{}", p.median)
+                    }
+                })
+                .collect();
             format!("{} m{}", short(cell.oracle.as_deref()), med.join("/"))
         }
     }
@@ -440,7 +470,7 @@ pub fn render(report: &Report) -> String {
             )
         } else {
             format!(
-                "shuttle (fixed: PCT depth 3; bugs: PCT depth 2 and 3 x {} seeds). cell: oracle, median executions to detection d2/d3",
+                "shuttle (fixed: PCT depth 3; bugs: PCT depth 2, 3 and random x {} seeds). cell: oracle, median executions to detection d2/d3/random",
                 report.settings.seeds
             )
         };

@@ -172,6 +172,10 @@ fn run(command: Command) -> Result<(), String> {
                     executions_before: executions,
                 }));
                 let outcome = harness::explore(scenario, bugs, &strategy);
+                if std::env::var_os("WSDRAIN_DUMP_TRACE").is_some() {
+                    // The last execution's full trace, for sizing a scenario.
+                    eprintln!("{}", wsdrain::sync::trace::render(usize::MAX));
+                }
                 executions += outcome.executions;
                 result.executions = executions;
                 result.elapsed_ms = cell::ms(started.elapsed());

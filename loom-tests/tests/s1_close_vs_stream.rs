@@ -1,0 +1,32 @@
+//! S1: `close()` vs `stream_workspace` (the seed, kandev PR #1272).
+//!
+//! One execution = one fresh client over the in-memory transport; see
+//! `Scenario::explores` for what the checkers interleave here.
+#![cfg(any(wsdrain_loom, wsdrain_shuttle))]
+
+mod common;
+
+#[test]
+fn fixed_client_passes() {
+    common::fixed_client_passes("S1", 2);
+}
+
+#[test]
+fn h1_close_no_drain_is_caught() {
+    common::bug_is_caught("S1", "H1", "drain-barrier");
+}
+
+#[test]
+fn h2_dial_vs_close_is_caught() {
+    common::bug_is_caught("S1", "H2", "drain-barrier");
+}
+
+#[test]
+fn h5_add_after_publish_is_caught() {
+    common::bug_is_caught("S1", "H5", "drain-barrier");
+}
+
+#[test]
+fn h7_writer_not_woken_is_caught() {
+    common::bug_is_caught("S1", "H7", "liveness");
+}

@@ -1,0 +1,22 @@
+//! S5: `close()` vs a pending `write_shell_input` / `ping`.
+//!
+//! One execution = one fresh client over the in-memory transport; see
+//! `Scenario::explores` for what the checkers interleave here.
+#![cfg(any(wsdrain_loom, wsdrain_shuttle))]
+
+mod common;
+
+#[test]
+fn fixed_client_passes() {
+    common::fixed_client_passes("S5", 1);
+}
+
+#[test]
+fn h1_close_no_drain_is_caught() {
+    common::bug_is_caught("S5", "H1", "drain-barrier");
+}
+
+#[test]
+fn h7_writer_not_woken_is_caught() {
+    common::bug_is_caught("S5", "H7", "liveness");
+}

@@ -1,0 +1,27 @@
+//! S7: `close()` called from a handler on the reader task.
+//!
+//! One execution = one fresh client over the in-memory transport; see
+//! `Scenario::explores` for what the checkers interleave here.
+#![cfg(any(wsdrain_loom, wsdrain_shuttle))]
+
+mod common;
+
+#[test]
+fn fixed_client_passes() {
+    common::fixed_client_passes("S7", 2);
+}
+
+#[test]
+fn h1_close_no_drain_is_caught() {
+    common::bug_is_caught("S7", "H1", "drain-barrier");
+}
+
+#[test]
+fn h7_writer_not_woken_is_caught() {
+    common::bug_is_caught("S7", "H7", "liveness");
+}
+
+#[test]
+fn h8_close_from_callback_is_caught() {
+    common::bug_is_caught("S7", "H8", "liveness");
+}
