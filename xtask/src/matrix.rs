@@ -125,7 +125,7 @@ pub fn run_cell(binary: &Path, args: &[String]) -> Result<CellResult, String> {
     })
 }
 
-fn selected<'a>(args: &VerifyArgs, all: &'a [Scenario]) -> Result<Vec<Scenario>, String> {
+fn selected(args: &VerifyArgs, all: &[Scenario]) -> Result<Vec<Scenario>, String> {
     if args.scenario.is_empty() {
         return Ok(all.to_vec());
     }

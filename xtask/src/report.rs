@@ -236,20 +236,17 @@ impl Report {
                                 .collect();
                             if let Some(r) = runs.iter().find(|r| r.result == "caught") {
                                 oracle = oracle.or(r.oracle.clone());
-                                if depth == 3
-                                    && !counterexamples
-                                        .iter()
-                                        .any(|c| c.checker == checker && c.variant == *variant)
-                                {
-                                    if let Some(report) = &r.report {
-                                        counterexamples.push(Counterexample {
-                                            checker: checker.into(),
-                                            scenario: sid.into(),
-                                            variant: variant.clone(),
-                                            report: report.clone(),
-                                            replay: r.replay.clone(),
-                                        });
-                                    }
+                                let first_of_variant = !counterexamples
+                                    .iter()
+                                    .any(|c| c.checker == checker && c.variant == *variant);
+                                if first_of_variant && let Some(report) = &r.report {
+                                    counterexamples.push(Counterexample {
+                                        checker: checker.into(),
+                                        scenario: sid.into(),
+                                        variant: variant.clone(),
+                                        report: report.clone(),
+                                        replay: r.replay.clone(),
+                                    });
                                 }
                             }
                             let n = caught.len();
