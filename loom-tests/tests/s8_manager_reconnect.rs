@@ -8,7 +8,7 @@ mod common;
 
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S8", 1);
+    common::fixed_client_passes("S8", 2);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //!   checker), print the verdict table and the budgets, write them as JSON
 //!   under `target/wsdrain/`. Non-zero exit if the fixed client fails
 //!   anything or a bug escapes.
+//! - `cargo xtask test`: every test suite, the model-checking ones included.
 //! - `cargo xtask replay --checker loom --scenario S1 --bug H5 FILE`: replay
 //!   a counterexample.
 
@@ -27,6 +28,13 @@ struct Cli {
 enum Command {
     /// Model-check the client under loom and shuttle and print the verdict table.
     Verify(matrix::VerifyArgs),
+    /// Run every test: the workspace's (unit, real-socket, CLI, doc) and the
+    /// loom and shuttle model suites.
+    Test {
+        /// Skip the model suites (only `cargo test --workspace`).
+        #[arg(long)]
+        no_models: bool,
+    },
     /// Replay a counterexample from its loom checkpoint or shuttle schedule.
     Replay {
         /// `loom` or `shuttle`.
@@ -47,6 +55,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Verify(args) => matrix::verify(&args),
+        Command::Test { no_models } => matrix::test(no_models),
         Command::Replay {
             checker,
             scenario,

@@ -333,3 +333,39 @@ pub fn replay(
         }
     }
 }
+
+/// `cargo xtask test`: the workspace tests, then each model suite in its own
+/// target directory (the cfg changes every crate's build).
+pub fn test(no_models: bool) -> Result<bool, String> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut runs: Vec<(&str, Vec<&str>, Option<&str>)> =
+        vec![("workspace", vec!["test", "--workspace"], None)];
+    if !no_models {
+        for checker in ["loom", "shuttle"] {
+            runs.push((
+                checker,
+                vec!["test", "--release", "-p", "wsdrain-loom-tests"],
+                Some(checker),
+            ));
+        }
+    }
+    for (name, args, checker) in runs {
+        eprintln!("== cargo {} ({name})", args.join(" "));
+        let mut command = Command::new(&cargo);
+        command.current_dir(&root).args(&args);
+        if let Some(checker) = checker {
+            command
+                .env("RUSTFLAGS", format!("--cfg wsdrain_{checker}"))
+                .env("CARGO_TARGET_DIR", root.join("target").join(checker));
+        }
+        let status = command
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            eprintln!("== {name} tests failed");
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
