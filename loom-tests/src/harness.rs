@@ -126,6 +126,13 @@ fn caught(
     let scenario = Scenario::from_name(&result.scenario).expect("a known scenario");
     let bugs = crate::cell::parse_variant(&result.variant).expect("a known variant");
     let executions = pending.executions_before + EXECUTIONS.load(Ordering::SeqCst);
+    #[cfg(wsdrain_loom)]
+    let artifact = if result.strategy.starts_with("replay") {
+        result.artifact.clone()
+    } else {
+        current_artifact().map(|checkpoint| save_replay_meta(&checkpoint, result.bound))
+    };
+    #[cfg(not(wsdrain_loom))]
     let artifact = current_artifact();
     let failure = Failure {
         oracle: Oracle::classify(&message),
@@ -210,6 +217,39 @@ pub fn explore(scenario: Scenario, bugs: Bugs, strategy: &Strategy) -> Outcome {
 
 type RunResult = (std::thread::Result<()>, Option<PathBuf>, bool);
 
+/// How often (in executions) a loom exploration saves its checkpoint.
+#[cfg(wsdrain_loom)]
+const CHECKPOINT_INTERVAL: usize = 256;
+
+/// What replaying a loom failure needs besides the checkpoint: the bound
+/// and the failing execution's number within its exploration.
+#[cfg(wsdrain_loom)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ReplayMeta {
+    /// The checkpoint file (absent if the failure came before the first one).
+    checkpoint: PathBuf,
+    bound: Option<usize>,
+    execution: usize,
+    interval: usize,
+}
+
+/// Called at the failure: record where in the exploration it happened, in
+/// the file that is the counterexample's replay artifact.
+#[cfg(wsdrain_loom)]
+fn save_replay_meta(checkpoint: &Path, bound: Option<usize>) -> PathBuf {
+    let meta = ReplayMeta {
+        checkpoint: checkpoint.to_owned(),
+        bound,
+        execution: EXECUTIONS.load(Ordering::SeqCst),
+        interval: CHECKPOINT_INTERVAL,
+    };
+    let path = checkpoint.with_extension("replay.json");
+    if let Ok(json) = serde_json::to_string_pretty(&meta) {
+        let _ = std::fs::write(&path, json);
+    }
+    path
+}
+
 #[cfg(wsdrain_loom)]
 fn run_checker(strategy: &Strategy, body: impl Fn() + Send + Sync + 'static) -> RunResult {
     let Strategy::Loom {
@@ -228,10 +268,12 @@ fn run_checker(strategy: &Strategy, body: impl Fn() + Send + Sync + 'static) -> 
     if let Some(path) = checkpoint {
         // A fresh exploration: loom would resume from an existing file.
         let _ = std::fs::remove_file(path);
-        // Interval 1: the file always holds the path of the execution that
-        // is running, so after a failure it replays exactly that one.
+        // Every CHECKPOINT_INTERVAL executions the file takes the path of the
+        // execution about to run. A failure at execution k then replays from
+        // the last checkpoint in at most CHECKPOINT_INTERVAL executions (see
+        // `replay_checker`); writing it every execution would cost 5-10x.
         builder.checkpoint_file = Some(path.clone());
-        builder.checkpoint_interval = 1;
+        builder.checkpoint_interval = CHECKPOINT_INTERVAL;
     }
     let start = Instant::now();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.check(body)));
@@ -313,17 +355,30 @@ fn replay_checker(
     artifact: &Path,
     body: impl Fn() + Send + Sync + 'static,
 ) -> std::thread::Result<()> {
+    let meta: ReplayMeta = std::fs::read_to_string(artifact)
+        .ok()
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_else(|| panic!("{} is not a loom replay file", artifact.display()));
     let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = None;
+    builder.preemption_bound = meta.bound;
     builder.max_branches = 10_000;
-    *ARTIFACT.lock().unwrap_or_else(|p| p.into_inner()) = Some(artifact.to_owned());
-    // Start from the checkpointed path and stop after that one execution.
-    let copy = artifact.with_extension("replay.json");
-    std::fs::copy(artifact, &copy).expect("copy the checkpoint");
-    builder.checkpoint_file = Some(copy);
+    // loom checks its limits every `checkpoint_interval` executions: 1 here,
+    // so `max_permutations` stops right after the failing execution.
     builder.checkpoint_interval = 1;
-    // loom stops *before* execution `max_permutations`: 2 runs exactly one.
-    builder.max_permutations = Some(2);
+    // The checkpoint holds the path of execution `from` (a multiple of the
+    // interval); executions before the first checkpoint replay from the start.
+    let from = (meta.execution / meta.interval) * meta.interval;
+    let runs = if from > 0 && meta.checkpoint.exists() {
+        // A copy: loom writes its progress back into the file it loads.
+        let copy = meta.checkpoint.with_extension("replaying.json");
+        std::fs::copy(&meta.checkpoint, &copy).expect("copy the checkpoint");
+        builder.checkpoint_file = Some(copy);
+        meta.execution - from + 1
+    } else {
+        meta.execution
+    };
+    // loom stops *before* execution number `max_permutations`.
+    builder.max_permutations = Some(runs + 1);
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.check(body)))
 }
 

@@ -115,6 +115,21 @@ impl Scenario {
         }
     }
 
+    /// The preemption bound `cargo xtask verify` explores the fixed client
+    /// at by default: the largest that finished within 60 s on a 2-core
+    /// machine (see README; `--bound` overrides it for every scenario).
+    pub fn loom_bound(self) -> usize {
+        match self {
+            Scenario::S1CloseVsStream | Scenario::S2CloseDuringDial => 3,
+            Scenario::S7CloseFromHandler => 2,
+            Scenario::S8ManagerReconnect => 2,
+            Scenario::S3ConcurrentDial
+            | Scenario::S4DisconnectVsNewStream
+            | Scenario::S5CloseVsPendingWrite
+            | Scenario::S6DoubleClose => 1,
+        }
+    }
+
     /// Look a scenario up by id (`"S3"`) or name.
     pub fn from_name(name: &str) -> Option<Scenario> {
         Scenario::ALL

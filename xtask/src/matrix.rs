@@ -15,9 +15,10 @@ use crate::report::{self, Report};
 /// Knobs of `cargo xtask verify`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct VerifyArgs {
-    /// loom: preemption bound for the exhaustive runs of the fixed client.
-    #[arg(long, env = "LOOM_MAX_PREEMPTIONS", default_value_t = 2)]
-    pub bound: usize,
+    /// loom: preemption bound for the exhaustive runs of the fixed client
+    /// (default: per scenario, the largest that finishes within a minute here).
+    #[arg(long, env = "LOOM_MAX_PREEMPTIONS")]
+    pub bound: Option<usize>,
     /// loom: largest bound tried (iteratively, from 0) when hunting a bug.
     #[arg(long, default_value_t = 3)]
     pub bug_bound: usize,
@@ -152,7 +153,8 @@ fn jobs(checker: &'static str, args: &VerifyArgs, scenarios: &[Scenario]) -> Vec
         // The fixed client.
         let mut fixed = base("fixed");
         if checker == "loom" {
-            fixed.extend(["--bound".into(), args.bound.to_string()]);
+            let bound = args.bound.unwrap_or(scenario.loom_bound());
+            fixed.extend(["--bound".into(), bound.to_string()]);
             fixed.extend(["--max-seconds".into(), args.loom_seconds.to_string()]);
             fixed.push("--no-trace".into());
         } else {
