@@ -42,6 +42,11 @@ pub enum Skipped {
 /// A handler may call [`Client::close`](crate::Client::close): see there
 /// for what that waits for when it runs on the reader task.
 ///
+/// A call in progress is part of the reader task, so the drain barrier waits
+/// for it: `close()` returns only after the running `handle` returns. Keep
+/// handlers bounded in time (a handler that never returns makes `close()`
+/// wait forever); hand long work to a task of your own.
+///
 /// Any `FnMut(Event) -> impl Future<Output = ()>` closure is a handler:
 /// ```
 /// # use wsdrain::{Event, Handler};
