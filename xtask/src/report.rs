@@ -343,10 +343,17 @@ impl Report {
                     for row in &table.rows[1..] {
                         for cell in &row.cells {
                             if let Some(p) = cell.pct.iter().find(|p| p.depth == depth) {
-                                medians.push(format!(
-                                    "{}/{} {}/{}",
-                                    row.variant, cell.scenario, p.median, p.max
-                                ));
+                                let cell_id = format!("{}/{}", row.variant, cell.scenario);
+                                medians.push(if p.caught == 0 {
+                                    format!("{cell_id} - (0 of {} seeds)", p.seeds)
+                                } else if p.caught < p.seeds {
+                                    format!(
+                                        "{cell_id} {}/{} ({} of {} seeds)",
+                                        p.median, p.max, p.caught, p.seeds
+                                    )
+                                } else {
+                                    format!("{cell_id} {}/{}", p.median, p.max)
+                                });
                             }
                         }
                     }
