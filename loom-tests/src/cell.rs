@@ -48,6 +48,25 @@ pub struct CellResult {
 }
 
 impl CellResult {
+    /// A cell about to run: result "pass" until something fails.
+    pub fn new(checker: &str, scenario: &str, variant: String, strategy: String) -> Self {
+        Self {
+            checker: checker.into(),
+            scenario: scenario.into(),
+            variant,
+            strategy,
+            result: "pass".into(),
+            executions: 0,
+            elapsed_ms: 0.0,
+            bound: None,
+            oracle: None,
+            message: None,
+            report: None,
+            artifact: None,
+            replay: None,
+        }
+    }
+
     /// Parse the last JSON line of a cell's stdout.
     pub fn parse(stdout: &str) -> Option<CellResult> {
         stdout

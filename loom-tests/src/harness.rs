@@ -186,17 +186,38 @@ fn payload_text(payload: &(dyn Any + Send)) -> String {
 
 /// Explore `scenario` with `bugs` switched on.
 pub fn explore(scenario: Scenario, bugs: Bugs, strategy: &Strategy) -> Outcome {
+    run(scenario, bugs, |body| run_checker(strategy, body))
+}
+
+/// Replay a failure from its artifact (the loom replay file, or the shuttle
+/// schedule): reruns the failing execution, which is the last one run.
+pub fn replay(scenario: Scenario, bugs: Bugs, artifact: &Path) -> Outcome {
+    run(scenario, bugs, |body| {
+        (
+            replay_checker(artifact, body),
+            Some(artifact.to_owned()),
+            false,
+        )
+    })
+}
+
+/// Run the scenario's executions through `check`, counting them and turning
+/// the first panic into a [`Failure`].
+fn run(
+    scenario: Scenario,
+    bugs: Bugs,
+    check: impl FnOnce(Box<dyn Fn() + Send + Sync>) -> RunResult,
+) -> Outcome {
     install_panic_hook();
     EXECUTIONS.store(0, Ordering::SeqCst);
     *FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    let body = move || {
+    let body = Box::new(move || {
         EXECUTIONS.fetch_add(1, Ordering::SeqCst);
         scenario.run(bugs);
-    };
+    });
     let start = Instant::now();
-    let (result, artifact, incomplete) = run_checker(strategy, body);
+    let (result, artifact, incomplete) = check(body);
     let elapsed = start.elapsed();
-    let executions = EXECUTIONS.load(Ordering::SeqCst);
     let failure = result.err().map(|payload| {
         let captured = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()).take();
         let (message, trace) = captured.unwrap_or_else(|| (payload_text(&*payload), String::new()));
@@ -208,7 +229,7 @@ pub fn explore(scenario: Scenario, bugs: Bugs, strategy: &Strategy) -> Outcome {
         }
     });
     Outcome {
-        executions,
+        executions: EXECUTIONS.load(Ordering::SeqCst),
         elapsed,
         incomplete: incomplete && failure.is_none(),
         failure,
@@ -317,37 +338,6 @@ fn run_checker(strategy: &Strategy, body: impl Fn() + Send + Sync + 'static) -> 
 #[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
 fn run_checker(_: &Strategy, _: impl Fn() + Send + Sync + 'static) -> RunResult {
     panic!("build with RUSTFLAGS=\"--cfg wsdrain_loom\" or \"--cfg wsdrain_shuttle\"");
-}
-
-/// Replay a failure from its artifact: the loom checkpoint or the shuttle
-/// schedule file. Runs exactly the failing execution.
-pub fn replay(scenario: Scenario, bugs: Bugs, artifact: &Path) -> Outcome {
-    install_panic_hook();
-    EXECUTIONS.store(0, Ordering::SeqCst);
-    *FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    let body = move || {
-        EXECUTIONS.fetch_add(1, Ordering::SeqCst);
-        scenario.run(bugs);
-    };
-    let start = Instant::now();
-    let result = replay_checker(artifact, body);
-    let elapsed = start.elapsed();
-    let failure = result.err().map(|payload| {
-        let captured = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let (message, trace) = captured.unwrap_or_else(|| (payload_text(&*payload), String::new()));
-        Failure {
-            oracle: Oracle::classify(&message),
-            message,
-            trace,
-            artifact: Some(artifact.to_owned()),
-        }
-    });
-    Outcome {
-        executions: EXECUTIONS.load(Ordering::SeqCst),
-        elapsed,
-        failure,
-        incomplete: false,
-    }
 }
 
 #[cfg(wsdrain_loom)]

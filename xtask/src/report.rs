@@ -27,6 +27,22 @@ pub struct Cell {
     pub note: Option<String>,
 }
 
+impl Cell {
+    /// The cell of a single run (loom, or the fixed client under shuttle).
+    fn from_run(status: &str, run: &CellResult) -> Cell {
+        Cell {
+            scenario: run.scenario.clone(),
+            status: status.into(),
+            oracle: run.oracle.clone(),
+            executions: Some(run.executions),
+            bound: run.bound,
+            elapsed_ms: Some(run.elapsed_ms),
+            pct: vec![],
+            note: None,
+        }
+    }
+}
+
 /// Executions to detection over the seeds, at one PCT depth.
 #[derive(Debug, Clone, Serialize)]
 pub struct PctStats {
@@ -172,16 +188,7 @@ impl Report {
                             }
                             other => other,
                         };
-                        Cell {
-                            scenario: sid.into(),
-                            status: status.into(),
-                            oracle: r.oracle.clone(),
-                            executions: Some(r.executions),
-                            bound: r.bound,
-                            elapsed_ms: Some(r.elapsed_ms),
-                            pct: vec![],
-                            note: None,
-                        }
+                        Cell::from_run(status, r)
                     } else if checker == "loom" {
                         let Some(r) = runs.first() else { continue };
                         let status = if r.result == "caught" {
@@ -202,16 +209,7 @@ impl Report {
                             ));
                             "ESCAPED"
                         };
-                        Cell {
-                            scenario: sid.into(),
-                            status: status.into(),
-                            oracle: r.oracle.clone(),
-                            executions: Some(r.executions),
-                            bound: r.bound,
-                            elapsed_ms: Some(r.elapsed_ms),
-                            pct: vec![],
-                            note: None,
-                        }
+                        Cell::from_run(status, r)
                     } else {
                         let mut pct = Vec::new();
                         let mut oracle = None;

@@ -107,21 +107,12 @@ fn run(command: Command) -> Result<(), String> {
                 cell::parse_variant(&variant).ok_or(format!("unknown variant {variant:?}"))?;
             wsdrain::sync::trace::set_enabled(!no_trace);
             let max_duration = Some(Duration::from_secs(max_seconds));
-            let mut result = CellResult {
-                checker: CHECKER.into(),
-                scenario: scenario.id().into(),
-                variant: cell::variant_name(bugs),
-                strategy: String::new(),
-                result: "pass".into(),
-                executions: 0,
-                elapsed_ms: 0.0,
-                bound: None,
-                oracle: None,
-                message: None,
-                report: None,
-                artifact: None,
-                replay: None,
-            };
+            let mut result = CellResult::new(
+                CHECKER,
+                scenario.id(),
+                cell::variant_name(bugs),
+                String::new(),
+            );
             let started = Instant::now();
             let strategies: Vec<(Option<usize>, Strategy)> = if CHECKER == "loom" {
                 let bounds: Vec<usize> = if deepen {
@@ -200,21 +191,13 @@ fn run(command: Command) -> Result<(), String> {
             let scenario = cell::parse_scenario(&scenario)?;
             let bugs =
                 cell::parse_variant(&variant).ok_or(format!("unknown variant {variant:?}"))?;
-            let result = CellResult {
-                checker: CHECKER.into(),
-                scenario: scenario.id().into(),
-                variant: cell::variant_name(bugs),
-                strategy: format!("replay {}", artifact.display()),
-                result: "pass".into(),
-                executions: 0,
-                elapsed_ms: 0.0,
-                bound: None,
-                oracle: None,
-                message: None,
-                report: None,
-                artifact: Some(artifact.clone()),
-                replay: None,
-            };
+            let mut result = CellResult::new(
+                CHECKER,
+                scenario.id(),
+                cell::variant_name(bugs),
+                format!("replay {}", artifact.display()),
+            );
+            result.artifact = Some(artifact.clone());
             let started = Instant::now();
             cell::set_pending(Some(Pending {
                 result: result.clone(),
@@ -224,7 +207,6 @@ fn run(command: Command) -> Result<(), String> {
             let outcome = harness::replay(scenario, bugs, &artifact);
             if outcome.failure.is_none() {
                 cell::set_pending(None);
-                let mut result = result;
                 result.executions = outcome.executions;
                 result.elapsed_ms = cell::ms(started.elapsed());
                 cell::write_once(&result);
