@@ -1,0 +1,211 @@
+//! Close latency: how long `Client::close()` (the drain barrier: both tasks
+//! of the stream have exited when it returns) takes on loopback, for an
+//! idle stream and for a stream under full receive load, against what a
+//! user would write with plain tokio-tungstenite: a reader task with a
+//! `CancellationToken`, closed by `cancel()`, `sink.close()` (Close frame)
+//! and awaiting the reader's `JoinHandle`.
+//!
+//! Each sample opens a fresh connection (not timed), lets it settle (idle:
+//! 1 ms, both tasks parked; load: until 1,000 messages of a server that
+//! floods 64-byte `shell_output` frames have been handled), then times the
+//! close alone. The summary prints p50/p99/max over interleaved blocks.
+//!
+//! Alternatives:
+//! - `wsdrain idle (task)`: `Client::close()` called from a tokio task;
+//! - `wsdrain idle (block_on)`: called from `Runtime::block_on` on a
+//!   non-worker thread (like `#[tokio::main]`'s body);
+//! - `plain idle (task)`: token + Close frame + join, from a task;
+//! - `wsdrain load (task)` / `plain load (task)`: the same under load.
+//!
+//! Run: `cargo bench --bench close`.
+
+mod support;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use futures_util::{SinkExt, StreamExt};
+use support::{BenchServer, Mode, fmt_dur, percentiles, ratio, size};
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_util::sync::CancellationToken;
+use wsdrain::protocol::Envelope;
+use wsdrain::{Client, Event};
+
+const SETTLE_MESSAGES: usize = 1000;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Load {
+    Idle,
+    Receiving,
+}
+
+/// Open a client stream, settle, and time `Client::close()`.
+async fn wsdrain_close(url: String, load: Load) -> Duration {
+    let client = Client::new(&url).unwrap();
+    let (tx, settled) = oneshot::channel();
+    let mut tx = Some(tx);
+    let mut received = 0usize;
+    let _stream = client
+        .stream_workspace(move |event: Event| {
+            if let Event::Message(envelope) = event {
+                black_box(envelope);
+                received += 1;
+                if received == SETTLE_MESSAGES
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(());
+                }
+            }
+            std::future::ready(())
+        })
+        .await
+        .unwrap();
+    match load {
+        Load::Idle => tokio::time::sleep(Duration::from_millis(1)).await,
+        Load::Receiving => settled.await.unwrap(),
+    }
+    let start = Instant::now();
+    client.close().await;
+    let elapsed = start.elapsed();
+    assert_eq!(client.live_tasks(), 0, "close() returned before the drain");
+    elapsed
+}
+
+/// The plain equivalent: reader task + token; close = cancel, Close frame,
+/// join the reader.
+async fn plain_close(ws_url: String, load: Load) -> Duration {
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(ws_url, None, true)
+        .await
+        .unwrap();
+    let (mut sink, mut stream) = socket.split();
+    let token = CancellationToken::new();
+    let (tx, settled) = oneshot::channel();
+    let reader = tokio::spawn({
+        let token = token.clone();
+        async move {
+            let mut tx = Some(tx);
+            let mut received = 0usize;
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    frame = stream.next() => match frame {
+                        Some(Ok(WsMessage::Text(text))) => {
+                            black_box(Envelope::decode(text.as_str()).unwrap());
+                            received += 1;
+                            if received == SETTLE_MESSAGES && let Some(tx) = tx.take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        None | Some(Err(_)) => break,
+                    },
+                }
+            }
+        }
+    });
+    match load {
+        Load::Idle => tokio::time::sleep(Duration::from_millis(1)).await,
+        Load::Receiving => settled.await.unwrap(),
+    }
+    let start = Instant::now();
+    token.cancel();
+    let _ = sink.close().await;
+    reader.await.unwrap();
+    start.elapsed()
+}
+
+#[derive(Clone, Copy)]
+enum Alt {
+    WsdrainTask,
+    WsdrainBlockOn,
+    PlainTask,
+}
+
+struct Servers {
+    idle: BenchServer,
+    flood: BenchServer,
+}
+
+fn sample(rt: &Runtime, servers: &Servers, alt: Alt, load: Load) -> Duration {
+    let server = match load {
+        Load::Idle => &servers.idle,
+        Load::Receiving => &servers.flood,
+    };
+    match alt {
+        Alt::WsdrainTask => rt
+            .block_on(rt.spawn(wsdrain_close(server.base_url(), load)))
+            .unwrap(),
+        Alt::WsdrainBlockOn => rt.block_on(wsdrain_close(server.base_url(), load)),
+        Alt::PlainTask => rt
+            .block_on(rt.spawn(plain_close(server.ws_url(), load)))
+            .unwrap(),
+    }
+}
+
+fn total(rt: &Runtime, servers: &Servers, alt: Alt, load: Load, iters: u64) -> Duration {
+    (0..iters).map(|_| sample(rt, servers, alt, load)).sum()
+}
+
+fn main() {
+    // Each sample spends most of its wall time in the (untimed) connection
+    // and settling: keep criterion's timed budget small.
+    let mut c: Criterion = criterion::Criterion::default()
+        .warm_up_time(Duration::from_millis(50))
+        .measurement_time(Duration::from_millis(100))
+        .sample_size(10)
+        .configure_from_args();
+    let rt = support::client_runtime();
+    let servers = Servers {
+        idle: BenchServer::start(Mode::Idle),
+        flood: BenchServer::start(Mode::Flood {
+            frame: support::small_message().into(),
+        }),
+    };
+
+    let cases: [(&str, Alt, Load); 5] = [
+        ("wsdrain idle (task)", Alt::WsdrainTask, Load::Idle),
+        ("wsdrain idle (block_on)", Alt::WsdrainBlockOn, Load::Idle),
+        ("plain idle (task)", Alt::PlainTask, Load::Idle),
+        ("wsdrain load (task)", Alt::WsdrainTask, Load::Receiving),
+        ("plain load (task)", Alt::PlainTask, Load::Receiving),
+    ];
+
+    let mut g = c.benchmark_group("close");
+    for (name, alt, load) in cases {
+        g.bench_function(name, |b| {
+            b.iter_custom(|n| total(&rt, &servers, alt, load, n))
+        });
+    }
+    g.finish();
+    c.final_summary();
+
+    // Percentiles: interleaved blocks of 50 samples per case.
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+    for _ in 0..size(8, 1) {
+        for (i, (_, alt, load)) in cases.iter().enumerate() {
+            for _ in 0..size(50, 3) {
+                samples[i].push(sample(&rt, &servers, *alt, *load));
+            }
+        }
+    }
+    let mut p = Vec::new();
+    for ((name, _, _), s) in cases.iter().zip(samples.iter_mut()) {
+        let (p50, p99, max) = percentiles(s);
+        println!(
+            "[summary] close/{name}: p50 {} p99 {} max {} ({} samples; load {})",
+            fmt_dur(p50),
+            fmt_dur(p99),
+            fmt_dur(max),
+            s.len(),
+            support::load()
+        );
+        p.push((p50.as_nanos() as f64, p99.as_nanos() as f64));
+    }
+    ratio("p50 wsdrain idle", p[0].0, "plain idle", p[2].0);
+    ratio("p99 wsdrain idle", p[0].1, "plain idle", p[2].1);
+    ratio("p50 wsdrain load", p[3].0, "plain load", p[4].0);
+    ratio("p99 wsdrain load", p[3].1, "plain load", p[4].1);
+}
