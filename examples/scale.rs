@@ -3,7 +3,7 @@
 //! keep them idle, close them all, and prove that nothing leaked.
 //!
 //! ```text
-//! cargo run --release --example scale -- --streams 10000 [--queue-capacity N]
+//! cargo run --release --example scale -- --streams 10000 [--queue-capacity N] [--read-buffer BYTES]
 //!     [--concurrency 64] [--idle-secs 2] [--shell /usr/bin/true]
 //!     [--server-bin PATH] [--connect-timeout-secs 60] [--shared-ptys]
 //! ```
@@ -45,6 +45,7 @@ use wsdrain::{Client, ClientConfig, Event};
 struct Args {
     streams: usize,
     queue_capacity: Option<usize>,
+    read_buffer: Option<usize>,
     concurrency: usize,
     idle: Duration,
     shell: String,
@@ -55,7 +56,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scale [--streams N] [--queue-capacity N] [--concurrency N] [--idle-secs S] \
+        "usage: scale [--streams N] [--queue-capacity N] [--read-buffer BYTES] [--concurrency N] [--idle-secs S] \
          [--shell PATH] [--server-bin PATH] [--shared-ptys] [--connect-timeout-secs S]"
     );
     std::process::exit(2)
@@ -65,6 +66,7 @@ fn parse_args() -> Args {
     let mut args = Args {
         streams: 10_000,
         queue_capacity: None,
+        read_buffer: None,
         concurrency: 64,
         idle: Duration::from_secs(2),
         shell: "/usr/bin/true".into(),
@@ -77,6 +79,7 @@ fn parse_args() -> Args {
         let mut value = || it.next().unwrap_or_else(|| usage());
         match flag.as_str() {
             "--streams" => args.streams = value().parse().unwrap_or_else(|_| usage()),
+            "--read-buffer" => args.read_buffer = Some(value().parse().unwrap_or_else(|_| usage())),
             "--queue-capacity" => {
                 args.queue_capacity = Some(value().parse().unwrap_or_else(|_| usage()))
             }
@@ -340,6 +343,9 @@ fn main() {
     // The server forks a shell per connection on its async workers, so its
     // handshakes queue up behind the forks: a generous dial timeout.
     let mut config = ClientConfig::default().with_connect_timeout(args.connect_timeout);
+    if let Some(bytes) = args.read_buffer {
+        config = config.with_read_buffer_size(bytes);
+    }
     if let Some(capacity) = args.queue_capacity {
         config = config.with_input_queue_capacity(capacity);
     }

@@ -230,6 +230,31 @@ async fn a_message_over_max_message_size_fails_the_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_read_buffer_still_receives_messages_larger_than_it() {
+    let server = TestServer::start();
+    let config = ClientConfig::default().with_read_buffer_size(4 * 1024);
+    let client = Client::with_config(&server.base_url(), config).unwrap();
+    let (handler, mut events) = recorder();
+    let _stream = client.stream_workspace(handler).await.unwrap();
+    events.expect_connected().await;
+    let conn = server.next_conn().await;
+
+    let big = "x".repeat(256 * 1024); // 64 times the read buffer
+    conn.send_text(shell_output(&big));
+    conn.send_text(shell_output("after"));
+    match events.next_message().await {
+        Message::ShellOutput { data } => assert_eq!(data, big),
+        other => panic!("{other:?}"),
+    }
+    match events.next_message().await {
+        Message::ShellOutput { data } => assert_eq!(data, "after"),
+        other => panic!("{other:?}"),
+    }
+    within(STEP, "close()", client.close()).await;
+    assert_eq!(client.live_tasks(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_handler_applies_backpressure_and_loses_nothing() {
     const N: usize = 1000;
     // 16 MiB in all: more than the socket buffers and tungstenite's read

@@ -33,6 +33,8 @@ pub struct Target {
     pub max_message_size: usize,
     /// Bound on the graceful close of the write side.
     pub close_timeout: Duration,
+    /// Read buffer of the connection, in bytes.
+    pub read_buffer_size: usize,
 }
 
 /// One frame from the server, as the reader sees it.

@@ -53,6 +53,7 @@ impl Transport for WsTransport {
             request.headers_mut().insert("Authorization", value);
         }
         let config = WebSocketConfig::default()
+            .read_buffer_size(target.read_buffer_size)
             .max_message_size(Some(target.max_message_size))
             .max_frame_size(Some(target.max_message_size));
         let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
