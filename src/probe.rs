@@ -110,7 +110,7 @@ impl fmt::Display for Role {
     }
 }
 
-/// Handle of one spawned task, for [`Probe::started`] and [`Probe::exited`].
+/// Handle of one spawned task, as the probe knows it (from spawn to exit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket(u64);
 
