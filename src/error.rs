@@ -18,6 +18,12 @@ pub enum Error {
         reason: String,
     },
 
+    /// The configured token cannot be sent in an HTTP header (it holds a
+    /// control character, e.g. a trailing newline read from a file). Fix
+    /// the configuration; retrying will not help.
+    #[error("the token cannot be sent in an Authorization header: it holds a control character")]
+    InvalidToken,
+
     /// [`Client::close`](crate::Client::close) has run: this client will
     /// never stream again. Create a new client.
     #[error("client closed")]

@@ -151,3 +151,16 @@ async fn close_does_not_wait_for_a_dial_stuck_in_the_handshake() {
     assert_eq!(client.live_tasks(), 0);
     assert_eq!(client.spawned_tasks(), 0);
 }
+
+#[tokio::test]
+async fn a_token_that_cannot_be_a_header_is_an_invalid_token_error() {
+    // Nothing listens there: the token is refused before any dial.
+    let config = ClientConfig::default().with_token("s3cret\n");
+    let client = Client::with_config(&refused_base_url(), config).unwrap();
+    let error = client
+        .stream_workspace(|_: wsdrain::Event| async {})
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidToken), "{error:?}");
+    assert_eq!(client.live_tasks(), 0);
+}

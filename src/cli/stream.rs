@@ -267,7 +267,7 @@ fn failure(error: &Error) -> u8 {
         Error::ConnectionRefused { .. } => exit::CONNECTION_REFUSED,
         Error::HandshakeTimeout(_) => exit::HANDSHAKE_TIMEOUT,
         Error::MessageTooLarge { .. } => exit::MESSAGE_TOO_LARGE,
-        Error::InvalidUrl { .. } => exit::USAGE,
+        Error::InvalidUrl { .. } | Error::InvalidToken => exit::USAGE,
         _ => exit::FAILURE,
     }
 }

@@ -44,12 +44,8 @@ impl Transport for WsTransport {
             .into_client_request()
             .map_err(|e| invalid_url(&target.url, e))?;
         if let Some(token) = &target.token {
-            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                Error::InvalidUrl {
-                    url: target.url.clone(),
-                    reason: "the token is not a valid HTTP header value".into(),
-                }
-            })?;
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| Error::InvalidToken)?;
             request.headers_mut().insert("Authorization", value);
         }
         let config = WebSocketConfig::default()
