@@ -75,6 +75,19 @@ pub struct Counterexample {
     pub replay: Option<String>,
 }
 
+impl Counterexample {
+    /// The counterexample of a failed run, whose report is `report`.
+    fn of(run: &CellResult, report: &str) -> Counterexample {
+        Counterexample {
+            checker: run.checker.clone(),
+            scenario: run.scenario.clone(),
+            variant: run.variant.clone(),
+            report: report.to_owned(),
+            replay: run.replay.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub ok: bool,
@@ -176,13 +189,7 @@ impl Report {
                                     r.message.clone().unwrap_or_default()
                                 ));
                                 if let Some(report) = &r.report {
-                                    counterexamples.push(Counterexample {
-                                        checker: checker.into(),
-                                        scenario: sid.into(),
-                                        variant: variant.clone(),
-                                        report: report.clone(),
-                                        replay: r.replay.clone(),
-                                    });
+                                    counterexamples.push(Counterexample::of(r, report));
                                 }
                                 "FAILED"
                             }
@@ -193,13 +200,7 @@ impl Report {
                         let Some(r) = runs.first() else { continue };
                         let status = if r.result == "caught" {
                             if let Some(report) = &r.report {
-                                counterexamples.push(Counterexample {
-                                    checker: checker.into(),
-                                    scenario: sid.into(),
-                                    variant: variant.clone(),
-                                    report: report.clone(),
-                                    replay: r.replay.clone(),
-                                });
+                                counterexamples.push(Counterexample::of(r, report));
                             }
                             "caught"
                         } else {
@@ -238,13 +239,7 @@ impl Report {
                                     .iter()
                                     .any(|c| c.checker == checker && c.variant == *variant);
                                 if first_of_variant && let Some(report) = &r.report {
-                                    counterexamples.push(Counterexample {
-                                        checker: checker.into(),
-                                        scenario: sid.into(),
-                                        variant: variant.clone(),
-                                        report: report.clone(),
-                                        replay: r.replay.clone(),
-                                    });
+                                    counterexamples.push(Counterexample::of(r, report));
                                 }
                             }
                             let n = caught.len();
