@@ -8,8 +8,6 @@ mod handler;
 mod manager;
 pub mod probe;
 pub mod protocol;
-#[cfg(feature = "server")]
-pub mod server;
 mod stream;
 pub mod sync;
 pub mod transport;

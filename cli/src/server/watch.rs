@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Shared, encode, rfc3339_now};
-use crate::protocol::{FileChange, FileOperation, Message};
+use wsdrain::protocol::{FileChange, FileOperation, Message};
 
 /// Raw events waiting for the coalescer; past this the watcher thread drops
 /// events and the batch ends with a `refresh`.

@@ -1,6 +1,5 @@
-//! The workspace server run in-process (`wsdrain::server`), driven by the
+//! The workspace server run in-process (`wsdrain_cli::server`), driven by the
 //! library's own client and by raw sockets.
-#![cfg(feature = "server")]
 #![cfg(unix)]
 
 use std::time::Duration;
@@ -12,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wsdrain::protocol::{Envelope, FileOperation, Message};
-use wsdrain::server::{RunningServer, Server, ServerConfig};
 use wsdrain::{Client, ClientConfig, Error, Event, StreamEnd};
+use wsdrain_cli::server::{RunningServer, Server, ServerConfig};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 

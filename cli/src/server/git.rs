@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, encode, rfc3339_now};
-use crate::protocol::{FileInfo, GitStatus, Message};
+use wsdrain::protocol::{FileInfo, GitStatus, Message};
 
 /// Bound on one `git` run.
 const GIT_TIMEOUT: Duration = Duration::from_secs(10);

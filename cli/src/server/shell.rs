@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Shared, bump, drop_one, encode};
-use crate::protocol::Message;
+use wsdrain::protocol::Message;
 
 /// After the shell exits, how long to keep reading output still in the pty.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);

@@ -56,7 +56,7 @@ pub(crate) async fn accept(shared: &Shared, mut tcp: TcpStream) -> std::io::Resu
     }
     let path = req.path.unwrap_or("");
     let path = path.split_once('?').map_or(path, |(p, _)| p);
-    if path != crate::STREAM_PATH {
+    if path != wsdrain::STREAM_PATH {
         return refuse(tcp, 404, "Not Found", &[]).await;
     }
     if req.method != Some("GET") {

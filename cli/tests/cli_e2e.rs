@@ -3,7 +3,6 @@
 //!
 //! Every wait is bounded by a deadline; every child is killed (and reaped)
 //! when its guard drops, so a failing test cannot leave processes behind.
-#![cfg(feature = "server")]
 #![cfg(unix)]
 
 use std::io::{BufRead, BufReader, Read, Write};

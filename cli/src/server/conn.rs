@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use super::handshake::{self, Outcome};
 use super::shell::{self, Shell};
 use super::{Shared, bump, drop_one, encode};
-use crate::protocol::{Envelope, FileChange, FileOperation, Message};
+use wsdrain::protocol::{Envelope, FileChange, FileOperation, Message};
 
 /// Why a connection ends, which decides its close frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! A workspace-stream server: what `wsdrain serve` runs, as a library, so
 //! tests and benchmarks can run it in-process.
 //!
-//! It serves `GET /api/v1/workspace/stream` (see [`STREAM_PATH`](crate::STREAM_PATH))
+//! It serves `GET /api/v1/workspace/stream` (see [`STREAM_PATH`](wsdrain::STREAM_PATH))
 //! the way the agentctl server does (protocol.md, section 3), for one
 //! workspace directory:
 //!
@@ -93,7 +93,7 @@
 //! # Example
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use wsdrain::server::{Server, ServerConfig};
+//! use wsdrain_cli::server::{Server, ServerConfig};
 //!
 //! let server = Server::bind(ServerConfig::new("/tmp/ws")).await?.start();
 //! let client = wsdrain::Client::new(&server.url())?;
@@ -123,7 +123,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
-use crate::protocol::{Envelope, Message};
+use wsdrain::protocol::{Envelope, Message};
 
 /// Server settings. Start from [`ServerConfig::new`] and chain `with_*`.
 #[derive(Clone)]

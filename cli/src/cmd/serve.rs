@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use wsdrain::server::{Server, ServerConfig};
+use wsdrain_cli::server::{Server, ServerConfig};
 
 use super::exit;
 use super::units::parse_duration;
@@ -45,7 +45,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     write_timeout: Duration,
     /// Batch window of file events: within a batch, each path's events
-    /// coalesce into at most one (see `wsdrain::server` for the rule).
+    /// coalesce into at most one (see `wsdrain_cli::server` for the rule).
     #[arg(long, default_value = "50ms", value_parser = parse_duration)]
     coalesce_window: Duration,
     /// Least time between two `git status` runs.
