@@ -11,17 +11,15 @@ use wsdrain::Bugs;
 use wsdrain::probe::Oracle;
 use wsdrain::sync::trace;
 
+use crate::cell::{CellOutcome, Checker};
 use crate::scenarios::Scenario;
 
-/// The checker compiled into this build.
-#[cfg(wsdrain_loom)]
-pub const CHECKER: &str = "loom";
-/// The checker compiled into this build.
-#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
-pub const CHECKER: &str = "shuttle";
-/// The checker compiled into this build.
-#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
-pub const CHECKER: &str = "none";
+/// The checker compiled into this build (the harness exists only in model
+/// builds).
+pub const CHECKER: Checker = match Checker::COMPILED {
+    Some(checker) => checker,
+    None => panic!("the harness is built only with a checker's cfg"),
+};
 
 /// How to explore.
 #[derive(Debug, Clone)]
@@ -140,15 +138,10 @@ fn caught(
         trace,
         artifact: artifact.clone(),
     };
-    result.result = "caught".into();
+    result.result = CellOutcome::Caught;
     result.executions = executions;
     result.elapsed_ms = crate::cell::ms(pending.started.elapsed());
-    result.oracle = Some(
-        failure
-            .oracle
-            .map_or("unclassified", |o| o.name())
-            .to_owned(),
-    );
+    result.oracle = failure.oracle;
     result.message = Some(failure.message.clone());
     result.report = Some(failure.report(CHECKER, scenario, bugs, executions));
     result.replay = artifact
@@ -459,7 +452,7 @@ impl Failure {
     /// The full, human-readable report of this counterexample.
     pub fn report(
         &self,
-        checker: &str,
+        checker: Checker,
         scenario: Scenario,
         bugs: Bugs,
         executions: usize,
@@ -477,7 +470,7 @@ impl Failure {
              failure: {}\n\n{}",
             self.message, self.trace
         );
-        if checker == "loom" {
+        if checker == Checker::Loom {
             out.push_str(
                 "(loom explores the C11 memory model: a load may return an older value than the \
                  latest store listed above when no happens-before edge orders them)\n",
