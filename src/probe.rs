@@ -99,6 +99,22 @@ impl fmt::Display for Oracle {
     }
 }
 
+/// An oracle's verdict, as the panic payload of model builds: the harness
+/// reads the oracle from it instead of from the message's text.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    /// The oracle that fired.
+    pub oracle: Oracle,
+    /// The whole message, `oracle[<name>] violated: ...`.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// What a task does, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -387,6 +403,11 @@ mod oracles {
             let message = format!("oracle[{oracle}] violated: {message}");
             self.state().violations.push(message.clone());
             tracing::error!(oracle = oracle.name(), "{message}");
+            // Typed for the harness in model builds; text elsewhere (and
+            // for `#[should_panic(expected = ..)]`).
+            #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+            std::panic::panic_any(super::Violation { oracle, message });
+            #[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
             panic!("{message}");
         }
     }

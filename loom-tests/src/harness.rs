@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use wsdrain::Bugs;
-use wsdrain::probe::Oracle;
+use wsdrain::probe::{Oracle, Violation};
 use wsdrain::sync::trace;
 
 use crate::cell::{CellOutcome, Checker};
@@ -78,7 +78,16 @@ pub struct Outcome {
 }
 
 static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
-static FIRST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
+/// The first panic of a run: its oracle (typed, when the probe raised it),
+/// its message and the trace of the execution it happened in.
+#[derive(Debug, Clone)]
+struct Captured {
+    oracle: Option<Oracle>,
+    message: String,
+    trace: String,
+}
+
+static FIRST_PANIC: Mutex<Option<Captured>> = Mutex::new(None);
 
 /// Install (once) the panic hook that captures the first failure of a run
 /// together with the trace of the execution it happened in. It stays quiet
@@ -88,7 +97,7 @@ pub fn install_panic_hook() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let message = payload_text(info.payload());
+            let (oracle, message) = payload_failure(info.payload());
             let mut first = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner());
             let is_first = first.is_none();
             if is_first {
@@ -96,7 +105,11 @@ pub fn install_panic_hook() {
                     .location()
                     .map(|l| format!(" (at {}:{})", l.file(), l.line()))
                     .unwrap_or_default();
-                *first = Some((format!("{message}{location}"), trace::render(60)));
+                *first = Some(Captured {
+                    oracle,
+                    message: format!("{message}{location}"),
+                    trace: trace::render(60),
+                });
             }
             let captured = first.clone();
             drop(first);
@@ -105,21 +118,21 @@ pub fn install_panic_hook() {
             }
             // The process may abort right after this hook (loom reports a
             // deadlock with a non-unwinding panic): write the cell now.
-            if is_first
-                && let (Some(pending), Some((message, trace))) = (crate::cell::pending(), captured)
+            if is_first && let (Some(pending), Some(captured)) = (crate::cell::pending(), captured)
             {
-                crate::cell::write_once(&caught(pending, message, trace));
+                crate::cell::write_once(&caught(pending, captured));
             }
         }));
     });
 }
 
 /// The result of a cell whose run just failed with `message`.
-fn caught(
-    pending: crate::cell::Pending,
-    message: String,
-    trace: String,
-) -> crate::cell::CellResult {
+fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::CellResult {
+    let Captured {
+        oracle,
+        message,
+        trace,
+    } = captured;
     let mut result = pending.result;
     let scenario = Scenario::from_name(&result.scenario).expect("a known scenario");
     let bugs = crate::cell::parse_variant(&result.variant).expect("a known variant");
@@ -133,7 +146,7 @@ fn caught(
     #[cfg(not(wsdrain_loom))]
     let artifact = current_artifact();
     let failure = Failure {
-        oracle: Oracle::classify(&message),
+        oracle: oracle.or_else(|| Oracle::classify(&message)),
         message,
         trace,
         artifact: artifact.clone(),
@@ -164,6 +177,16 @@ fn current_artifact() -> Option<PathBuf> {
     #[cfg(not(all(wsdrain_shuttle, not(wsdrain_loom))))]
     {
         ARTIFACT.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The oracle and message of a panic payload: typed when the probe raised
+/// it (a [`Violation`]); otherwise the text, whose oracle (a `WaitGroup`
+/// misuse, a checker's deadlock report) [`Oracle::classify`] recognises.
+fn payload_failure(payload: &(dyn Any + Send)) -> (Option<Oracle>, String) {
+    match payload.downcast_ref::<Violation>() {
+        Some(violation) => (Some(violation.oracle), violation.message.clone()),
+        None => (None, payload_text(payload)),
     }
 }
 
@@ -213,9 +236,20 @@ fn run(
     let elapsed = start.elapsed();
     let failure = result.err().map(|payload| {
         let captured = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let (message, trace) = captured.unwrap_or_else(|| (payload_text(&*payload), String::new()));
+        let Captured {
+            oracle,
+            message,
+            trace,
+        } = captured.unwrap_or_else(|| {
+            let (oracle, message) = payload_failure(&*payload);
+            Captured {
+                oracle,
+                message,
+                trace: String::new(),
+            }
+        });
         Failure {
-            oracle: Oracle::classify(&message),
+            oracle: oracle.or_else(|| Oracle::classify(&message)),
             message,
             trace,
             artifact,

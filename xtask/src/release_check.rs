@@ -4,7 +4,7 @@
 //! The catalog's names are not written here (xtask is itself one of the
 //! artifacts checked): they come at run time from the loom cell runner,
 //! which is built with `--cfg wsdrain_bugs`. Each kebab-case name
-//! (`close-no-drain`) and its variant identifier (`CloseNoDrain`) is then
+//! (`some-bug-name`) and its variant identifier (`SomeBugName`) is then
 //! searched for in every file the release build produced (binaries, rlibs,
 //! rmeta). The cell runner itself is the positive control: it must contain
 //! every name, or the search proves nothing.
@@ -16,7 +16,7 @@ use wsdrain_loom_tests::cell::Checker;
 
 use crate::matrix::{build_cell, catalog, workspace_root};
 
-/// `close-no-drain` -> `CloseNoDrain`.
+/// `some-bug-name` -> `SomeBugName`.
 fn identifier(kebab: &str) -> String {
     kebab
         .split('-')
