@@ -397,7 +397,7 @@ mod bodies {
         // fail, back off, retry) racing stop()/wait(). shuttle has no such
         // limit: the first dial connects, the server drops it, one
         // reconnect succeeds.
-        let loom = wsdrain::sync::BACKEND == "loom";
+        let loom = crate::cell::Checker::COMPILED == Some(crate::cell::Checker::Loom);
         let transport = quiet()
             .with_accept_limit(if loom { 0 } else { 2 })
             .with_accept_signal();

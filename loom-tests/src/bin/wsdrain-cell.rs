@@ -2,7 +2,7 @@
 //! under the checker this binary was built for. Prints one JSON line.
 //!
 //! ```text
-//! RUSTFLAGS="--cfg wsdrain_loom" cargo run --release -p wsdrain-loom-tests --bin wsdrain-cell -- \
+//! RUSTFLAGS="--cfg wsdrain_loom --cfg wsdrain_bugs" cargo run --release -p wsdrain-loom-tests --bin wsdrain-cell -- \
 //!     run --scenario S1 --variant H5 --bound 3
 //! ```
 
@@ -82,7 +82,7 @@ fn main() -> ExitCode {
 
 #[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
 fn run(_: Command) -> Result<(), String> {
-    Err("built without a checker: set RUSTFLAGS=\"--cfg wsdrain_loom\" or \"--cfg wsdrain_shuttle\"".into())
+    Err("built without a checker: set RUSTFLAGS=\"--cfg wsdrain_loom --cfg wsdrain_bugs\" or \"--cfg wsdrain_shuttle --cfg wsdrain_bugs\"".into())
 }
 
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
