@@ -156,6 +156,25 @@ pub struct ServerConfig {
     pub git_poll_interval: Duration,
     /// Time between `SIGHUP` and `SIGKILL` when a shell is stopped (default 500 ms).
     pub shell_grace: Duration,
+    /// Browser origins allowed to upgrade (`Origin` header, e.g.
+    /// `https://app.example`); a request without `Origin` (not a browser) always
+    /// passes. Default: none.
+    pub allowed_origins: Vec<String>,
+    /// Host names, besides the loopback names and the bound address, that the
+    /// `Host` header may carry (a DNS-rebinding guard). Default: none.
+    pub allowed_hosts: Vec<String>,
+    /// Connections open at once; the next upgrade is answered 503 (default 128).
+    pub max_connections: usize,
+    /// When set, an upgrade carrying a different `X-Instance-ID` header is
+    /// answered 404, as agentctl does (a request without the header passes).
+    pub instance_id: Option<String>,
+    /// Bound on a connection's unsent WebSocket data, in bytes (default 2 MiB);
+    /// also the largest message the server can send. A peer that lets it fill
+    /// (it does not read, e.g. while flooding pings) is dropped.
+    pub max_write_buffer: usize,
+    /// The server sends a WebSocket ping this often, so a client that went
+    /// away is noticed even when nothing else is sent (default 5 s).
+    pub keepalive_interval: Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -174,6 +193,12 @@ impl std::fmt::Debug for ServerConfig {
             .field("git_interval", &self.git_interval)
             .field("git_poll_interval", &self.git_poll_interval)
             .field("shell_grace", &self.shell_grace)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_connections", &self.max_connections)
+            .field("instance_id", &self.instance_id)
+            .field("max_write_buffer", &self.max_write_buffer)
+            .field("keepalive_interval", &self.keepalive_interval)
             .finish()
     }
 }
@@ -197,6 +222,12 @@ impl ServerConfig {
             git_interval: Duration::from_millis(500),
             git_poll_interval: Duration::from_secs(10),
             shell_grace: Duration::from_millis(500),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_connections: 128,
+            instance_id: None,
+            max_write_buffer: 2 << 20,
+            keepalive_interval: Duration::from_secs(5),
         }
     }
 
@@ -257,6 +288,48 @@ impl ServerConfig {
     /// Set the grace time between `SIGHUP` and `SIGKILL` for shells.
     pub fn with_shell_grace(mut self, grace: Duration) -> Self {
         self.shell_grace = grace;
+        self
+    }
+
+    /// Allow upgrades from these browser origins (`scheme://host[:port]`).
+    pub fn with_allowed_origins(mut self, origins: impl IntoIterator<Item = String>) -> Self {
+        self.allowed_origins = origins
+            .into_iter()
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    /// Accept these names in the `Host` header too (no port).
+    pub fn with_allowed_hosts(mut self, hosts: impl IntoIterator<Item = String>) -> Self {
+        self.allowed_hosts = hosts
+            .into_iter()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    /// Set how many connections may be open at once (at least 1).
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// Answer an upgrade with another `X-Instance-ID` with 404 (empty: no check).
+    pub fn with_instance_id(mut self, id: Option<String>) -> Self {
+        self.instance_id = id.filter(|i| !i.is_empty());
+        self
+    }
+
+    /// Set the bound on a connection's unsent data (at least 256 KiB).
+    pub fn with_max_write_buffer(mut self, bytes: usize) -> Self {
+        self.max_write_buffer = bytes.max(256 << 10);
+        self
+    }
+
+    /// Set the keepalive ping period (zero: no pings).
+    pub fn with_keepalive_interval(mut self, interval: Duration) -> Self {
+        self.keepalive_interval = interval;
         self
     }
 }
@@ -322,6 +395,10 @@ pub struct ServerStats {
     pub clients_dropped: u64,
     /// Upgrade requests refused with 401.
     pub unauthorized: u64,
+    /// Upgrade requests refused with 403 (foreign `Origin` or `Host`).
+    pub forbidden: u64,
+    /// Upgrade requests refused with 503 (`max_connections` reached).
+    pub over_capacity: u64,
 }
 
 #[derive(Debug, Default)]
@@ -333,6 +410,8 @@ pub(crate) struct Counters {
     events_dropped: AtomicU64,
     clients_dropped: AtomicU64,
     unauthorized: AtomicU64,
+    forbidden: AtomicU64,
+    over_capacity: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -354,6 +433,8 @@ impl Counters {
             events_dropped: get(&self.events_dropped),
             clients_dropped: get(&self.clients_dropped),
             unauthorized: get(&self.unauthorized),
+            forbidden: get(&self.forbidden),
+            over_capacity: get(&self.over_capacity),
         }
     }
 }
@@ -368,6 +449,10 @@ pub(crate) struct Shared {
     /// The latest `git_status` message, for new and lagging connections.
     pub(crate) git_latest: tokio_watch::Receiver<Option<Utf8Bytes>>,
     pub(crate) counters: Counters,
+    /// The address the server listens on (the `Host` check accepts its IP).
+    pub(crate) local_addr: SocketAddr,
+    /// One permit per open connection (`max_connections`).
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -387,6 +472,32 @@ pub(crate) fn encode(message: Message) -> Utf8Bytes {
 /// An RFC 3339 UTC timestamp with milliseconds, for nested payloads.
 pub(crate) fn rfc3339_now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Pause after a failed `accept` (EMFILE and friends), instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Logs failed `accept`s at most once a second.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, error: &std::io::Error) {
+        let now = std::time::Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(%error, not_logged = self.suppressed, "accept failed; backing off");
+        self.last_logged = Some(now);
+        self.suppressed = 0;
+    }
 }
 
 /// A bound server, not yet accepting. See the [module docs](self).
@@ -439,6 +550,7 @@ impl Server {
             source,
         })?;
 
+        let config_max = config.max_connections;
         let (events, _) = broadcast::channel(config.event_buffer);
         let (git_tx, git_latest) = tokio_watch::channel(None);
         let shared = Arc::new(Shared {
@@ -447,6 +559,8 @@ impl Server {
             events,
             git_latest,
             counters: Counters::default(),
+            local_addr,
+            slots: Arc::new(tokio::sync::Semaphore::new(config_max)),
         });
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
@@ -505,6 +619,7 @@ impl Server {
             ..
         } = self;
         let mut signal = std::pin::pin!(signal);
+        let mut accept_errors = AcceptErrors::default();
         loop {
             tokio::select! {
                 () = &mut signal => break,
@@ -521,9 +636,10 @@ impl Server {
                         ));
                     }
                     Err(error) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        // EMFILE and friends: log at most once a second (with
+                        // how many were not logged), back off instead of spinning.
+                        accept_errors.failed(&error);
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                 },
             }
