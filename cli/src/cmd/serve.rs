@@ -80,6 +80,10 @@ pub(crate) struct ServeArgs {
     /// coalesce into at most one (see `wsdrain_cli::server` for the rule).
     #[arg(long, default_value = "50ms", value_parser = parse_duration)]
     coalesce_window: Duration,
+    /// When a connection ends: time between SIGHUP to its shell's session and
+    /// SIGKILL to what is left of it (jobs' cleanup traps run meanwhile).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    shell_grace: Duration,
     /// Least time between two `git status` runs.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     git_interval: Duration,
@@ -131,6 +135,7 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         .with_write_timeout(args.write_timeout)
         .with_coalesce_window(args.coalesce_window)
         .with_git_interval(args.git_interval)
+        .with_shell_grace(args.shell_grace)
         .with_allowed_origins(args.allow_origins)
         .with_allowed_hosts(args.allow_hosts)
         .with_max_connections(args.max_connections)

@@ -68,9 +68,18 @@ impl Serve {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = lines.recv_timeout(PATIENCE).unwrap_or_default();
         let addr = first
             .trim()
             .strip_prefix("listening on ")
@@ -82,18 +91,14 @@ impl Serve {
             })
             .parse()
             .unwrap();
-        let mut token_line = String::new();
-        stdout.read_line(&mut token_line).unwrap();
+        let token_line = lines
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default();
         let token = token_line
             .strip_prefix("token ")
             .and_then(|rest| rest.split_whitespace().next())
             .filter(|t| t.bytes().all(|b| b.is_ascii_hexdigit()))
             .map(str::to_owned);
-        // Keep draining stdout so the server never blocks on it.
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = stdout.read_to_end(&mut sink);
-        });
         Serve {
             child,
             addr,
