@@ -16,8 +16,9 @@ fn attack(serve: &Serve, extra: &[(String, String)], marker: &str) -> (u16, Stri
     let (status, response, mut tcp) = upgrade(serve.addr, extra);
     if status == 101 {
         use std::io::Write;
-        tcp.write_all(&shell_input(&format!("touch {marker}\n"))).unwrap();
-        let _ = expect_shell_output(&mut tcp, "$ ");
+        tcp.write_all(&shell_input(&format!("touch {marker}; echo to\"\"uched\n")))
+            .unwrap();
+        let _ = expect_shell_output(&mut tcp, "touched");
     }
     (status, response)
 }

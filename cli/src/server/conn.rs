@@ -135,12 +135,16 @@ pub(crate) async fn serve(
     ) {
         Ok(shell) => Some(shell),
         Err(error) => {
+            let error = if shared.root.is_dir() {
+                format!("cannot start the shell {:?}: {error}", shared.config.shell)
+            } else {
+                format!(
+                    "cannot start the shell: the workspace {} no longer exists",
+                    shared.root.display()
+                )
+            };
             tracing::warn!(conn = id, %error, "cannot start the shell");
-            let _ = out
-                .send(encode(Message::Error {
-                    error: format!("cannot start the shell {:?}: {error}", shared.config.shell),
-                }))
-                .await;
+            let _ = out.send(encode(Message::Error { error })).await;
             None
         }
     };

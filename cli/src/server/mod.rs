@@ -508,7 +508,7 @@ pub struct Server {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// Kept alive while the server runs; dropping it stops the watcher thread.
-    watcher: notify::RecommendedWatcher,
+    watcher: watch::SharedWatcher,
     /// A server dropped without running stops its watcher and git tasks.
     _stop_on_drop: DropGuard,
 }
