@@ -87,8 +87,10 @@ fn a_dead_client_is_noticed_while_its_shell_reads_no_input() {
     wait_until("sleep runs", PATIENCE, || {
         !processes_matching("sleep 1031").is_empty()
     });
-    // More than the terminal buffers (~68 KiB): the pty write blocks.
-    let chunk = "x".repeat(16 * 1024);
+    // Complete lines the shell does not read, more than the terminal buffers
+    // (in canonical mode a full buffer without a newline drops input rather
+    // than blocking): the pty write blocks.
+    let chunk = format!("{}\n", "x".repeat(63)).repeat(256);
     for _ in 0..8 {
         tcp.write_all(&shell_input(&chunk)).unwrap();
     }

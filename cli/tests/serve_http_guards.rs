@@ -26,7 +26,7 @@ fn attack(serve: &Serve, extra: &[(String, String)], marker: &str) -> (u16, Stri
 #[test]
 fn web_pages_get_no_shell_with_or_without_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    for mode in [&["--insecure-no-auth"][..], &[][..]] {
+    for mode in [&[][..], &["--insecure-no-auth"][..]] {
         let serve = Serve::start(dir.path(), mode);
         let port = serve.addr.port();
         let evil_host = format!("evil.example:{port}");
