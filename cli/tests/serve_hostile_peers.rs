@@ -39,7 +39,12 @@ fn ping_flood_from_a_non_reading_peer_keeps_memory_bounded() {
         })
     };
     let ping = frame(0x9, &[0x55; 125], true);
-    let burst: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 512).collect();
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 512)
+        .collect();
     tcp.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     let start = Instant::now();
     let mut sent = 0;
@@ -95,8 +100,11 @@ fn a_dead_client_is_noticed_while_its_shell_reads_no_input() {
         tcp.write_all(&shell_input(&chunk)).unwrap();
     }
     // The reader still reads: an application ping is answered.
-    tcp.write_all(&text(r#"{"type":"ping","timestamp":0}"#)).unwrap();
-    expect_json(&mut tcp, "pong while the pty is full", |v| v["type"] == "pong");
+    tcp.write_all(&text(r#"{"type":"ping","timestamp":0}"#))
+        .unwrap();
+    expect_json(&mut tcp, "pong while the pty is full", |v| {
+        v["type"] == "pong"
+    });
 
     let started = Instant::now();
     reset(tcp);
@@ -128,7 +136,12 @@ fn protocol_errors_close_with_their_status_code() {
     // An unknown opcode: 1002.
     expect_close(&serve, &frame(0x3, b"", true), 1002, "reserved opcode");
     // A text frame that is not UTF-8: 1007.
-    expect_close(&serve, &frame(0x1, b"\"\xff\xfe\"", true), 1007, "bad UTF-8");
+    expect_close(
+        &serve,
+        &frame(0x1, b"\"\xff\xfe\"", true),
+        1007,
+        "bad UTF-8",
+    );
     // A frame over the 1 MiB limit (only its header is needed): 1009.
     let mut big = vec![0x81, 0x80 | 127];
     big.extend_from_slice(&(2u64 << 20).to_be_bytes());

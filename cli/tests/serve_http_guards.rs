@@ -32,7 +32,10 @@ fn web_pages_get_no_shell_with_or_without_a_token() {
         let evil_host = format!("evil.example:{port}");
         let evil_origin = format!("http://evil.example:{port}");
         let mut cases = vec![
-            ("foreign origin", headers(&[("Origin", "https://evil.example")])),
+            (
+                "foreign origin",
+                headers(&[("Origin", "https://evil.example")]),
+            ),
             ("null origin", headers(&[("Origin", "null")])),
             (
                 "dns rebinding",
@@ -41,7 +44,10 @@ fn web_pages_get_no_shell_with_or_without_a_token() {
             ("rebinding, no origin", headers(&[("Host", &evil_host)])),
             (
                 "two origins",
-                headers(&[("Origin", "https://evil.example"), ("Origin", "https://evil.example")]),
+                headers(&[
+                    ("Origin", "https://evil.example"),
+                    ("Origin", "https://evil.example"),
+                ]),
             ),
         ];
         // Even a page that somehow knows the token is refused.
@@ -66,7 +72,11 @@ fn web_pages_get_no_shell_with_or_without_a_token() {
         assert!(touched.is_empty(), "a page ran commands: {touched:?}");
 
         // Non-browser clients (no Origin) with the loopback names pass.
-        for host in ["localhost", &format!("127.0.0.1:{port}"), &format!("LOCALHOST:{port}")] {
+        for host in [
+            "localhost",
+            &format!("127.0.0.1:{port}"),
+            &format!("LOCALHOST:{port}"),
+        ] {
             let mut h = headers(&[("Host", host)]);
             h.extend(serve.auth());
             assert_eq!(upgrade(serve.addr, &h).0, 101, "Host: {host}");
@@ -87,7 +97,10 @@ fn allowed_origin_and_host_pass() {
         ],
     );
     let port = serve.addr.port();
-    let mut ok = headers(&[("Origin", "https://app.example"), ("Host", &format!("box.example:{port}"))]);
+    let mut ok = headers(&[
+        ("Origin", "https://app.example"),
+        ("Host", &format!("box.example:{port}")),
+    ]);
     ok.extend(serve.auth());
     assert_eq!(upgrade(serve.addr, &ok).0, 101);
     let mut other = headers(&[("Origin", "https://app.example.evil")]);
@@ -111,8 +124,15 @@ fn auth_is_on_by_default_with_a_private_token_file() {
     let file = runtime_dir()
         .join("wsdrain")
         .join(format!("token-{}", serve.addr.port()));
-    assert!(serve.token_line.contains(file.to_str().unwrap()), "{}", serve.token_line);
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("{token}\n"));
+    assert!(
+        serve.token_line.contains(file.to_str().unwrap()),
+        "{}",
+        serve.token_line
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        format!("{token}\n")
+    );
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 
@@ -126,7 +146,14 @@ fn auth_is_on_by_default_with_a_private_token_file() {
     // `stream` finds the token by itself (loopback URL, same port)...
     let stream = |extra: &[&str]| {
         Command::new(BIN)
-            .args(["stream", "--url", &serve.url(), "--no-stdin", "--connect-timeout", "10s"])
+            .args([
+                "stream",
+                "--url",
+                &serve.url(),
+                "--no-stdin",
+                "--connect-timeout",
+                "10s",
+            ])
             .args(extra)
             .env_remove("WSDRAIN_TOKEN")
             .env("XDG_RUNTIME_DIR", runtime_dir())
@@ -143,7 +170,11 @@ fn auth_is_on_by_default_with_a_private_token_file() {
         stdout.read_line(&mut line).unwrap();
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
-        (line, out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            line,
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (line, _, stderr) = connected(stream(&[]));
     assert!(line.contains("\"connected\""), "{line:?} {stderr}");
@@ -165,7 +196,10 @@ fn serve_writes_the_token_file_it_is_given() {
     let path = files.path().join("nested/serve-token");
     let serve = Serve::start(dir.path(), &["--token-file", path.to_str().unwrap()]);
     let token = serve.token.clone().expect("token line");
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{token}\n"));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{token}\n")
+    );
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
@@ -182,7 +216,13 @@ fn no_auth_needs_its_flag_and_warns() {
     });
     // Still never on a non-loopback address.
     let out = Command::new(BIN)
-        .args(["serve", "--insecure-no-auth", "--addr", "0.0.0.0:0", "--workspace"])
+        .args([
+            "serve",
+            "--insecure-no-auth",
+            "--addr",
+            "0.0.0.0:0",
+            "--workspace",
+        ])
         .arg(dir.path())
         .env("XDG_RUNTIME_DIR", runtime_dir())
         .output()
@@ -275,11 +315,17 @@ fn accept_errors_are_logged_at_most_once_a_second() {
     for _ in 0..80 {
         idle.push(std::net::TcpStream::connect(serve.addr).unwrap());
     }
-    wait_until("accept fails", PATIENCE, || serve.stderr().contains("accept failed"));
+    wait_until("accept fails", PATIENCE, || {
+        serve.stderr().contains("accept failed")
+    });
     let before = serve.stderr().matches("accept failed").count();
     std::thread::sleep(Duration::from_secs(3));
     let logged = serve.stderr().matches("accept failed").count() - before;
     eprintln!("'accept failed' lines in 3 s of EMFILE: {logged}");
-    assert!(logged <= 4, "logged {logged} times in 3 s:\n{}", serve.stderr());
+    assert!(
+        logged <= 4,
+        "logged {logged} times in 3 s:\n{}",
+        serve.stderr()
+    );
     drop(idle);
 }

@@ -64,5 +64,7 @@ fn a_deleted_workspace_is_reported_and_watched_again_when_back() {
         v["type"] == "file_change" && v["file_change"]["operation"] == "refresh"
     });
     std::fs::write(ws.join("again.txt"), "x").unwrap();
-    expect_json(&mut tcp, "the new file's event", |v| is_change(v, "again.txt"));
+    expect_json(&mut tcp, "the new file's event", |v| {
+        is_change(v, "again.txt")
+    });
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::Args;
 use wsdrain_cli::server::{Server, ServerConfig};
 
-use super::{exit, token};
 use super::units::parse_duration;
+use super::{exit, token};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -192,7 +192,9 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
                     stdout,
                     "WARNING: no authentication (--insecure-no-auth): any local user or program can get a shell as you"
                 );
-                tracing::warn!("no authentication: any local program reaching the port gets a shell");
+                tracing::warn!(
+                    "no authentication: any local program reaching the port gets a shell"
+                );
             }
         }
         let _ = stdout.flush();

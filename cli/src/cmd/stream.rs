@@ -132,7 +132,10 @@ pub(crate) async fn run(args: StreamArgs) -> u8 {
             Some(path) => match super::token::load(path) {
                 Ok(token) => Some(token),
                 Err(error) => {
-                    eprintln!("wsdrain: error: cannot read the token file {}: {error}", path.display());
+                    eprintln!(
+                        "wsdrain: error: cannot read the token file {}: {error}",
+                        path.display()
+                    );
                     return exit::USAGE;
                 }
             },

@@ -144,9 +144,6 @@ mod tests {
         assert!(!found("http://example.com:4000"));
         assert!(!found("http://10.0.0.1:4000"));
         assert!(!found("ftp://127.0.0.1:4000"));
-        assert_eq!(
-            default_for_url("http://127.0.0.1:4000"),
-            default_path(4000)
-        );
+        assert_eq!(default_for_url("http://127.0.0.1:4000"), default_path(4000));
     }
 }

@@ -283,7 +283,10 @@ async fn queue_input(
         })),
         Err(_) => {
             tracing::warn!(conn = conn.id, peer = %conn.peer, ?limit, "closing: the shell has read none of its queued input in time");
-            Err(End::Failed(CloseCode::Policy, "the shell is not reading its input"))
+            Err(End::Failed(
+                CloseCode::Policy,
+                "the shell is not reading its input",
+            ))
         }
     }
 }

@@ -97,7 +97,9 @@ pub(crate) async fn accept(shared: &Shared, mut tcp: TcpStream) -> std::io::Resu
         return refuse(tcp, Refusal::Unauthorized).await;
     }
     if let Some(id) = &config.instance_id
-        && header("x-instance-id").iter().any(|v| v.trim_ascii() != id.as_bytes())
+        && header("x-instance-id")
+            .iter()
+            .any(|v| v.trim_ascii() != id.as_bytes())
     {
         return refuse(tcp, Refusal::OtherInstance).await;
     }
@@ -337,7 +339,10 @@ mod tests {
         assert!(origin_allowed(&[b"https://APP.example/"], &allowed));
         assert!(!origin_allowed(&[b"https://evil.example"], &allowed));
         assert!(!origin_allowed(&[b"null"], &allowed));
-        assert!(!origin_allowed(&[b"https://app.example", b"https://app.example"], &allowed));
+        assert!(!origin_allowed(
+            &[b"https://app.example", b"https://app.example"],
+            &allowed
+        ));
     }
 
     #[test]

@@ -5,11 +5,24 @@
 //! the way the agentctl server does (protocol.md, section 3), for one
 //! workspace directory:
 //!
-//! * **Auth.** With a token configured, an upgrade request without
-//!   `Authorization: Bearer <token>` (compared in constant time) is answered
-//!   `401` and not upgraded. Any other path is `404`; another method `405`;
-//!   a request to the stream path that is not a WebSocket upgrade `426`.
-//!   [`Server::bind`] refuses a non-loopback address without a token.
+//! * **Who may upgrade**, checked in this order on every request to the
+//!   stream path (any other path is `404`, another method `405`):
+//!   - `Host` must name this server: `localhost`, a loopback address, the
+//!     bound address (any IP literal when bound to `0.0.0.0`/`::`), or a name
+//!     in [`ServerConfig::allowed_hosts`]; else `403` (a DNS-rebinding page
+//!     sends its own name).
+//!   - `Origin` must be absent (not a browser) or in
+//!     [`ServerConfig::allowed_origins`] (none by default); else `403`,
+//!     `null` included. Browsers do not apply CORS to WebSockets: this is
+//!     what keeps a web page the user visits away from the shell.
+//!   - With a token configured, `Authorization: Bearer <token>` (compared
+//!     in constant time), else `401`. [`Server::bind`] refuses a
+//!     non-loopback address without a token. (The library has no token by
+//!     default; `wsdrain serve` generates one.)
+//!   - With [`ServerConfig::instance_id`], an `X-Instance-ID` header naming
+//!     another instance gets `404` (as agentctl answers).
+//!   - Not a WebSocket upgrade: `426`. More than 64 headers or 16 KiB of
+//!     head: `431`. [`ServerConfig::max_connections`] (128) open: `503`.
 //! * **Messages.** `connected` first, then the current `git_status` (when the
 //!   workspace is in a git repository), then `file_change` and `git_status`
 //!   events as they happen, and the connection's own shell's `shell_output`
@@ -21,9 +34,23 @@
 //!   (`$TERM` defaults to `xterm-256color`). It lives as long as the
 //!   connection; when it exits by itself the connection stays open (file and
 //!   git events go on) and later `shell_input` is answered with an `error`.
-//!   When the connection ends, the shell's process group and the terminal's
-//!   foreground process group get `SIGHUP`, then `SIGKILL` after
-//!   [`ServerConfig::shell_grace`], and the shell is reaped.
+//!   `shell_input` goes through a queue (64 messages) to a task that writes
+//!   the pty, so the connection's reader never waits on the shell: a client
+//!   that goes away is noticed whatever the shell is doing. A shell that
+//!   reads none of a full queue for [`ServerConfig::write_timeout`] ends the
+//!   connection (close 1008).
+//!   When the connection ends, every process group of the shell's
+//!   **session** (the shell's, the foreground job's, background and `nohup`
+//!   jobs: every process whose session id is the shell's) gets `SIGHUP`;
+//!   after [`ServerConfig::shell_grace`], or as soon as the session is
+//!   empty, what is left gets `SIGKILL`, and the shell is reaped. Jobs a
+//!   shell that exited by itself left behind end the same way when the
+//!   connection does. Processes that left the session (`setsid`) are not
+//!   found.
+//! * **Protocol errors** end the connection with a close frame: `1002`
+//!   (protocol error, e.g. an unmasked frame), `1007` (a text frame that is
+//!   not UTF-8), `1009` (over [`ServerConfig::max_message_size`]), `1011`
+//!   (internal error).
 //!
 //! # File events and their coalescing rule
 //!
@@ -49,7 +76,11 @@
 //! happened. Events under `.git/` are not published (they only schedule a
 //! git status refresh). If the kernel's or the watcher's queue overflows, a
 //! `file_change` with operation `refresh` and an empty path tells clients to
-//! rescan the whole workspace.
+//! rescan the whole workspace. Symbolic links are not followed (nothing
+//! outside the workspace is watched or published). If the workspace
+//! directory is deleted, clients get an `error` message saying so and it is
+//! logged at `warn`; when a directory appears at the same path again, it is
+//! watched again and clients get a `refresh`.
 //!
 //! # Git status
 //!
@@ -79,9 +110,13 @@
 //!   not read while its queue is full, so a slow client only slows its own
 //!   shell.
 //! * A connection whose socket accepts no data for
-//!   [`ServerConfig::write_timeout`] (30 s) is dropped (logged at `warn`,
-//!   counted in [`ServerStats::clients_dropped`]); it cannot be sent a close
-//!   frame, as it reads nothing.
+//!   [`ServerConfig::write_timeout`] (30 s), or whose unsent data reaches
+//!   [`ServerConfig::max_write_buffer`] (2 MiB; a peer that floods pings and
+//!   reads nothing gets there), is dropped (logged at `warn`, counted in
+//!   [`ServerStats::clients_dropped`]); it cannot be sent a close frame, as
+//!   it reads nothing. The server sends a WebSocket ping every
+//!   [`ServerConfig::keepalive_interval`] (5 s) without other traffic, so
+//!   such a peer, or one that went away, is found even when all is quiet.
 //!
 //! # Shutdown
 //!

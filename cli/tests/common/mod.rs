@@ -261,7 +261,9 @@ pub fn read_close(tcp: &mut TcpStream) -> Option<Option<u16>> {
     while Instant::now() < deadline {
         let (opcode, payload) = read_frame(tcp)?;
         if opcode == 0x8 {
-            return Some((payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])));
+            return Some(
+                (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
+            );
         }
     }
     None
@@ -294,7 +296,10 @@ pub fn expect_shell_output(tcp: &mut TcpStream, needle: &str) -> String {
     let mut text = String::new();
     let deadline = Instant::now() + PATIENCE;
     while !text.contains(needle) {
-        assert!(Instant::now() < deadline, "no shell output {needle:?}: {text:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no shell output {needle:?}: {text:?}"
+        );
         let value = expect_json(tcp, needle, |v| v["type"] == "shell_output");
         text.push_str(value["data"].as_str().unwrap_or(""));
     }
