@@ -88,9 +88,11 @@ fn a_dead_client_is_noticed_while_its_shell_reads_no_input() {
     let (status, _, mut tcp) = upgrade(serve.addr, &serve.auth());
     assert_eq!(status, 101);
     expect_json(&mut tcp, "connected", |v| v["type"] == "connected");
-    tcp.write_all(&shell_input("sleep 1031\n")).unwrap();
+    // A length unique to this run, so leftovers of other runs never match.
+    let sleep = format!("sleep {}", 100_000 + std::process::id() % 100_000);
+    tcp.write_all(&shell_input(&format!("{sleep}\n"))).unwrap();
     wait_until("sleep runs", PATIENCE, || {
-        !processes_matching("sleep 1031").is_empty()
+        !processes_matching(&sleep).is_empty()
     });
     // Complete lines the shell does not read, more than the terminal buffers
     // (in canonical mode a full buffer without a newline drops input rather
@@ -109,7 +111,7 @@ fn a_dead_client_is_noticed_while_its_shell_reads_no_input() {
     let started = Instant::now();
     reset(tcp);
     wait_until("the sleep is ended", PATIENCE, || {
-        processes_matching("sleep 1031").is_empty()
+        processes_matching(&sleep).is_empty()
     });
     let noticed = started.elapsed();
     wait_until("the disconnect is logged", PATIENCE, || {

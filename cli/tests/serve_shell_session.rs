@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use common::*;
 
+/// A sleep length unique to this test run, so leftovers of other runs never match.
+fn unique_secs(n: u32) -> String {
+    format!("{}", 100_000 + (std::process::id() % 100_000) * 10 + n)
+}
+
 fn connect(serve: &Serve) -> std::net::TcpStream {
     let (status, _, mut tcp) = upgrade(serve.addr, &serve.auth());
     assert_eq!(status, 101);
@@ -47,17 +52,21 @@ fn background_and_nohup_jobs_end_with_the_connection() {
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(dir.path(), &[]);
     let mut tcp = connect(&serve);
-    tcp.write_all(&shell_input(
-        "nohup sleep 1041 >/dev/null 2>&1 & sleep 1042 & echo bg\"\"ok\n",
-    ))
+    let (a, b) = (
+        format!("sleep {}", unique_secs(1)),
+        format!("sleep {}", unique_secs(2)),
+    );
+    tcp.write_all(&shell_input(&format!(
+        "nohup {a} >/dev/null 2>&1 & {b} & echo bg\"\"ok\n"
+    )))
     .unwrap();
     expect_shell_output(&mut tcp, "bgok");
     wait_until("both jobs run", PATIENCE, || {
-        !processes_matching("sleep 1041").is_empty() && !processes_matching("sleep 1042").is_empty()
+        !processes_matching(&a).is_empty() && !processes_matching(&b).is_empty()
     });
     drop(tcp);
     wait_until("both jobs are ended", PATIENCE, || {
-        processes_matching("sleep 1041").is_empty() && processes_matching("sleep 1042").is_empty()
+        processes_matching(&a).is_empty() && processes_matching(&b).is_empty()
     });
 }
 
@@ -68,20 +77,21 @@ fn jobs_left_by_an_exited_shell_end_with_the_connection() {
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(dir.path(), &[]);
     let mut tcp = connect(&serve);
-    tcp.write_all(&shell_input("nohup sleep 1043 >/dev/null 2>&1 &\n"))
+    let job = format!("sleep {}", unique_secs(3));
+    tcp.write_all(&shell_input(&format!("nohup {job} >/dev/null 2>&1 &\n")))
         .unwrap();
     wait_until("the job runs", PATIENCE, || {
-        !processes_matching("sleep 1043").is_empty()
+        !processes_matching(&job).is_empty()
     });
     tcp.write_all(&shell_input("exit\n")).unwrap();
     expect_json(&mut tcp, "shell_exit", |v| v["type"] == "shell_exit");
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        !processes_matching("sleep 1043").is_empty(),
+        !processes_matching(&job).is_empty(),
         "the job lives while the connection does"
     );
     drop(tcp);
     wait_until("the job is ended", PATIENCE, || {
-        processes_matching("sleep 1043").is_empty()
+        processes_matching(&job).is_empty()
     });
 }
