@@ -95,3 +95,43 @@ fn jobs_left_by_an_exited_shell_end_with_the_connection() {
         processes_matching(&job).is_empty()
     });
 }
+
+/// Child processes of `pid` (its shells), from `/proc`.
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .flat_map(|task| {
+            std::fs::read_to_string(task.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .filter(|&child| alive(child))
+        .collect()
+}
+
+/// Connections that only watch files fork no shell; the first
+/// `shell_input` of a connection forks its shell.
+#[test]
+fn no_shell_is_forked_until_a_connection_needs_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    let mut idle: Vec<_> = (0..10).map(|_| connect(&serve)).collect();
+    std::fs::write(dir.path().join("seen.txt"), "x").unwrap();
+    for tcp in &mut idle {
+        expect_json(tcp, "the change", |v| v["type"] == "file_change");
+    }
+    assert_eq!(
+        children(serve.pid()),
+        Vec::<i32>::new(),
+        "shells forked for idle connections"
+    );
+    let mut tcp = connect(&serve);
+    tcp.write_all(&shell_input("echo fo\"\"rked\n")).unwrap();
+    expect_shell_output(&mut tcp, "forked");
+    assert_eq!(children(serve.pid()).len(), 1);
+}

@@ -126,30 +126,16 @@ pub(crate) async fn serve(
         events,
         out.clone(),
     ));
-    let shell = match shell::spawn(
-        &shared,
-        &tracker,
-        out.clone(),
-        conn.stop.clone(),
-        INPUT_QUEUE,
-    ) {
-        Ok(shell) => Some(shell),
-        Err(error) => {
-            let error = if shared.root.is_dir() {
-                format!("cannot start the shell {:?}: {error}", shared.config.shell)
-            } else {
-                format!(
-                    "cannot start the shell: the workspace {} no longer exists",
-                    shared.root.display()
-                )
-            };
-            tracing::warn!(conn = id, %error, "cannot start the shell");
-            let _ = out.send(encode(Message::Error { error })).await;
-            None
-        }
+    // The shell is forked on first need (the first `shell_input` or
+    // `shell_resize`): a connection that only watches files costs no process.
+    let mut shell = LazyShell {
+        shared: shared.clone(),
+        tracker: tracker.clone(),
+        out: out.clone(),
+        stop: conn.stop.clone(),
+        state: ShellState::NotStarted,
     };
-
-    let ended = read_loop(&shared, &conn, stream, &out, shell.as_ref()).await;
+    let ended = read_loop(&shared, &conn, stream, &out, &mut shell).await;
     // Whatever ended the reader ends everything else.
     conn.finish(if shutdown.is_cancelled() {
         End::ServerShutdown
@@ -159,7 +145,7 @@ pub(crate) async fn serve(
     drop(out);
     let _ = writer.await;
     let _ = forwarder.await;
-    if let Some(shell) = shell {
+    if let ShellState::Running(shell) = shell.state {
         shell.wait().await;
     }
     drop_one(&counters.connections_open);
@@ -180,7 +166,7 @@ async fn read_loop(
     conn: &Conn,
     mut stream: WsStream,
     out: &mpsc::Sender<Utf8Bytes>,
-    shell: Option<&Shell>,
+    shell: &mut LazyShell,
 ) -> End {
     loop {
         let frame = tokio::select! {
@@ -209,32 +195,30 @@ async fn read_loop(
         let reply = match Envelope::decode(text.as_str()) {
             Ok(envelope) => match envelope.message {
                 Message::Ping => Some(Message::Pong),
-                Message::ShellInput { data } => match shell {
-                    Some(_) if data.is_empty() => None,
-                    Some(shell) => {
+                Message::ShellInput { data } if data.is_empty() => None,
+                Message::ShellInput { data } => match shell.get(conn.id) {
+                    Ok(shell) => {
                         tracing::debug!(conn = conn.id, len = data.len(), "shell input received");
                         match queue_input(shared, conn, shell, Input::Data(data)).await {
                             Ok(reply) => reply,
                             Err(end) => return end,
                         }
                     }
-                    None => Some(Message::Error {
-                        error: "no shell".into(),
-                    }),
+                    Err(error) => Some(error),
                 },
-                Message::ShellResize { cols, rows } => match shell {
-                    _ if cols == 0 || rows == 0 => Some(Message::Error {
+                Message::ShellResize { cols, rows } if cols == 0 || rows == 0 => {
+                    Some(Message::Error {
                         error: format!("shell not resized: invalid size {cols}x{rows}"),
-                    }),
-                    Some(shell) => {
+                    })
+                }
+                Message::ShellResize { cols, rows } => match shell.get(conn.id) {
+                    Ok(shell) => {
                         match queue_input(shared, conn, shell, Input::Resize { cols, rows }).await {
                             Ok(reply) => reply,
                             Err(end) => return end,
                         }
                     }
-                    None => Some(Message::Error {
-                        error: "no shell".into(),
-                    }),
+                    Err(error) => Some(error),
                 },
                 other => {
                     tracing::debug!(conn = conn.id, kind = other.kind(), "ignoring message");
@@ -253,6 +237,59 @@ async fn read_loop(
                 () = conn.stop.cancelled() => return End::ClientGone,
                 r = out.send(encode(reply)) => if r.is_err() { return End::ClientGone },
             }
+        }
+    }
+}
+
+/// The connection's shell, forked when first needed.
+struct LazyShell {
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    out: mpsc::Sender<Utf8Bytes>,
+    stop: CancellationToken,
+    state: ShellState,
+}
+
+enum ShellState {
+    NotStarted,
+    Running(Shell),
+    /// It could not be started; said once, then "no shell".
+    Unavailable,
+}
+
+impl LazyShell {
+    /// The shell, started now if it was not yet; else the error to send.
+    fn get(&mut self, conn: u64) -> Result<&Shell, Message> {
+        if let ShellState::NotStarted = self.state {
+            let shared = &self.shared;
+            match shell::spawn(
+                shared,
+                &self.tracker,
+                self.out.clone(),
+                self.stop.clone(),
+                INPUT_QUEUE,
+            ) {
+                Ok(shell) => self.state = ShellState::Running(shell),
+                Err(error) => {
+                    let error = if shared.root.is_dir() {
+                        format!("cannot start the shell {:?}: {error}", shared.config.shell)
+                    } else {
+                        format!(
+                            "cannot start the shell: the workspace {} no longer exists",
+                            shared.root.display()
+                        )
+                    };
+                    tracing::warn!(conn, %error, "cannot start the shell");
+                    self.state = ShellState::Unavailable;
+                    return Err(Message::Error { error });
+                }
+            }
+        }
+        match &self.state {
+            ShellState::Running(shell) => Ok(shell),
+            _ => Err(Message::Error {
+                error: "no shell".into(),
+            }),
         }
     }
 }

@@ -31,7 +31,10 @@
 //!   a pty). A malformed message from the client is answered with an `error`
 //!   message; the connection goes on.
 //! * **One shell per connection**, started in the workspace on a new pty
-//!   (`$TERM` defaults to `xterm-256color`). It lives as long as the
+//!   (`$TERM` defaults to `xterm-256color`) when the connection first needs
+//!   it: its first `shell_input` or `shell_resize` (so a connection that
+//!   only watches files costs no process, and many open fast; the shell's
+//!   prompt arrives after that first message). It lives as long as the
 //!   connection; when it exits by itself the connection stays open (file and
 //!   git events go on) and later `shell_input` is answered with an `error`.
 //!   `shell_input` goes through a queue (64 messages) to a task that writes
