@@ -39,7 +39,11 @@ impl Shell {
     }
 
     /// Set the terminal size.
-    pub(crate) fn resize(&self, cols: u16, rows: u16) -> Result<(), String> {
+    pub(crate) fn resize(&self, cols: i64, rows: i64) -> Result<(), String> {
+        // The wire has Go's 64-bit `int`; a terminal has 16-bit sizes.
+        let (Ok(cols), Ok(rows)) = (u16::try_from(cols), u16::try_from(rows)) else {
+            return Err(format!("invalid size {cols}x{rows}"));
+        };
         if cols == 0 || rows == 0 {
             return Err(format!("invalid size {cols}x{rows}"));
         }
@@ -177,7 +181,7 @@ async fn output_loop(
         }
         tokio::select! {
             () = stop.cancelled() => {}
-            _ = out.send(encode(Message::ShellExit { code })) => {}
+            _ = out.send(encode(Message::ShellExit { code: code.into() })) => {}
         }
     }
 }
