@@ -109,6 +109,26 @@ impl Drop for Proc {
     }
 }
 
+/// Accept one connection, or panic after [`PATIENCE`] (a client that never
+/// connects must fail the test, not hang it).
+fn accept_one(listener: &TcpListener) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match listener.accept() {
+            Ok((tcp, _)) => {
+                tcp.set_nonblocking(false).unwrap();
+                return tcp;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no client connected");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
 /// The resident set size of `pid`, in bytes (None once it is gone).
 fn rss(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -126,7 +146,7 @@ fn ws_server(
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (headers_tx, headers) = channel();
     let server = std::thread::spawn(move || {
-        let (tcp, _) = listener.accept().unwrap();
+        let tcp = accept_one(&listener);
         tcp.set_read_timeout(Some(PATIENCE)).unwrap();
         #[allow(clippy::result_large_err)] // tungstenite's callback signature
         let callback = |request: &Request, response: Response| {
@@ -318,8 +338,8 @@ fn instance_id_is_sent_on_the_upgrade() {
         Stdio::null(),
     );
     let (exit, _) = client.wait_exit(PATIENCE);
-    server.join().unwrap();
     assert_eq!(exit, 0, "stderr:\n{}", client.stderr());
+    server.join().unwrap();
     let headers = headers.recv_timeout(PATIENCE).unwrap();
     let sent: Vec<&str> = headers
         .iter()
@@ -366,7 +386,7 @@ fn a_ping_flood_from_a_server_that_never_reads_is_bounded_and_ends_the_stream() 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = std::thread::spawn(move || {
-        let (mut tcp, _) = listener.accept().unwrap();
+        let mut tcp = accept_one(&listener);
         raw_upgrade(&mut tcp);
         // One unmasked Ping frame with the largest control payload (125 B).
         let mut frame = vec![0x89, 125];

@@ -665,6 +665,12 @@ impl ServerConn {
         self.command(Command::Frames(vec![frame]));
     }
 
+    /// Send `n` WebSocket Ping frames in one go.
+    pub fn send_ping_frames(&self, n: usize) {
+        let frame = WsMessage::Ping(b"flood".to_vec().into());
+        self.command(Command::Frames(vec![frame; n]));
+    }
+
     /// Start a normal close handshake (code 1000).
     pub fn close(&self) {
         self.command(Command::Close(CloseCode::Normal, "server closing".into()));
