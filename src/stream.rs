@@ -2,6 +2,7 @@
 
 use std::pin::pin;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool as StdAtomicBool, Ordering as StdOrdering};
 
 use futures_util::future::{Either, select};
 
@@ -10,7 +11,6 @@ use crate::client::Shared;
 use crate::handler::{Event, Handler, Skipped};
 use crate::probe::Role;
 use crate::protocol::{Envelope, Message};
-use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Arc, CloseSignal, Closed, Queue, TaskId, WaitGroup, current_task, spawn};
 use crate::transport::{Frame, FrameReader, FrameWriter, Transport};
 use crate::{Error, Result};
@@ -40,8 +40,11 @@ pub(crate) struct StreamInner {
     /// Which task is the reader (for `Client::close` from a handler).
     reader_task: OnceLock<Option<TaskId>>,
     /// Whether the reader's `done()` has been given, by the reader itself or
-    /// on its behalf by a `Client::close` running on it.
-    reader_released: AtomicBool,
+    /// on its behalf by a `Client::close` running on it. Both run on the
+    /// reader task, one after the other, so this is task-local bookkeeping,
+    /// not synchronisation: a plain `std` atomic the model checkers need not
+    /// interleave (a facade one was a scheduling point in every reader exit).
+    reader_released: StdAtomicBool,
     end: OnceLock<StreamEnd>,
 }
 
@@ -53,7 +56,7 @@ impl StreamInner {
             input: Queue::new(capacity),
             wg: WaitGroup::new(),
             reader_task: OnceLock::new(),
-            reader_released: AtomicBool::new(false),
+            reader_released: StdAtomicBool::new(false),
             end: OnceLock::new(),
         }
     }
@@ -99,8 +102,8 @@ impl StreamInner {
     /// stream's `wg` counts the reader's real exit, so `wait()` and a
     /// `Client::close` from outside still wait for the handler to return.
     pub(crate) fn release_reader(&self, tasks: &WaitGroup) {
-        // AcqRel: whichever side wins, the other sees it and skips.
-        if !self.reader_released.swap(true, Ordering::AcqRel) {
+        // Relaxed: both callers run on the reader task (see the field).
+        if !self.reader_released.swap(true, StdOrdering::Relaxed) {
             tasks.done();
         }
     }
@@ -244,6 +247,11 @@ async fn run_reader<T: Transport, H: Handler>(
     let end = read_loop(stream, &mut reader, &mut handler).await;
     drop(reader);
     tracing::debug!(stream = stream.id, ?end, "workspace stream reader exiting");
+    // Closed by this side: whoever closed the signal closes the input queue
+    // too (`StreamInner::close`), so the close below would only repeat it.
+    // Skipping it keeps two lock steps out of every reader's exit, which the
+    // model checkers would interleave with everything else.
+    let closed_here = matches!(end, StreamEnd::Closed);
     stream.finish(end);
 
     // Exit cleanup: unpublish this stream, but only if it is still the
@@ -260,7 +268,9 @@ async fn run_reader<T: Transport, H: Handler>(
             shared.probe.cleared_by_reader(stream.id, cleared.id);
         }
     }
-    stream.close_as(shared);
+    if !closed_here {
+        stream.close_as(shared);
+    }
 }
 
 async fn read_loop<R: FrameReader, H: Handler>(
