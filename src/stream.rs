@@ -275,6 +275,11 @@ async fn run_reader<T: Transport, H: Handler>(
     let end = read_loop(stream, &mut reader, &mut handler).await;
     drop(reader);
     tracing::debug!(stream = stream.id, ?end, "workspace stream reader exiting");
+    // Closed by this side: whoever closed the signal closes the input queue
+    // too (`StreamInner::close`), so the close below would only repeat it.
+    // Skipping it keeps two lock steps out of every reader's exit, which the
+    // model checkers would interleave with everything else.
+    let closed_here = matches!(end, StreamEnd::Closed);
     stream.finish(end);
 
     // Exit cleanup: unpublish this stream, but only if it is still the
@@ -291,7 +296,9 @@ async fn run_reader<T: Transport, H: Handler>(
             shared.probe.cleared_by_reader(stream.id, cleared.id);
         }
     }
-    stream.close_as(shared);
+    if !closed_here {
+        stream.close_as(shared);
+    }
 }
 
 async fn read_loop<R: FrameReader, H: Handler>(

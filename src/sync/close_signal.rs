@@ -104,16 +104,15 @@ impl Future for Closed<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.signal.is_closed() {
+        // Decided under the lock (`close` decides under it): either we see
+        // it closed, or our waker is parked before `close` takes them. No
+        // lock-free fast path first: it would pay off once (the poll that
+        // finds it closed) and cost an atomic load on every poll before,
+        // each one a scheduling point of the model checkers.
+        let mut state = this.signal.inner.state.lock();
+        if state.closed {
             // `close` took every parked waker in the same critical section
             // that set the flag, so ours is gone too: nothing to remove.
-            this.key = None;
-            return Poll::Ready(());
-        }
-        let mut state = this.signal.inner.state.lock();
-        // Re-check under the lock (`close` decides under it): either we see
-        // it closed, or our waker is parked before `close` takes them.
-        if state.closed {
             this.key = None;
             return Poll::Ready(());
         }

@@ -41,10 +41,19 @@ pub struct SendError<T>(pub T);
 impl<T> Queue<T> {
     /// A new, open queue holding at most `capacity` items (at least 1).
     pub fn new(capacity: usize) -> Self {
+        Self::with_items(capacity, None)
+    }
+
+    /// A new, open queue that already holds `items` (no synchronisation
+    /// step: nobody else can see the queue yet).
+    /// Items beyond the capacity are kept; sends wait until they drain.
+    pub fn with_items(capacity: usize, items: impl IntoIterator<Item = T>) -> Self {
         let capacity = capacity.max(1);
+        let mut queued = VecDeque::with_capacity(capacity.min(64));
+        queued.extend(items);
         Self {
             state: Mutex::new(State {
-                items: VecDeque::with_capacity(capacity.min(64)),
+                items: queued,
                 capacity,
                 closed: false,
                 receiver: None,

@@ -136,11 +136,12 @@ impl WaitGroup {
         let wakers = {
             let mut released = self.waiters.lock();
             // Under the lock, waiters only leave (cancelled waits), so only
-            // the counter part must still be zero.
-            if counter(self.state.load(Ordering::Acquire)) != 0 {
+            // the counter part must still be zero. One swap, not a load and
+            // a store: each atomic step is a scheduling point of the model
+            // checkers (the misuse panics either way).
+            if counter(self.state.swap(0, Ordering::AcqRel)) != 0 {
                 panic!("WaitGroup misuse: add called concurrently with wait");
             }
-            self.state.store(0, Ordering::Release);
             released.generation += 1;
             released.wakers.take_all()
         };
@@ -195,7 +196,8 @@ impl Future for Wait<'_> {
             None => {
                 // Fast path: at zero there is nothing to wait for. Acquire
                 // pairs with the Release of the `add` that brought it there.
-                if counter(group.state.load(Ordering::Acquire)) == 0 {
+                let mut state = group.state.load(Ordering::Acquire);
+                if counter(state) == 0 {
                     this.finished = true;
                     this.trace("WaitGroup::wait -> counter 0, returns at once");
                     return Poll::Ready(());
@@ -203,8 +205,9 @@ impl Future for Wait<'_> {
                 let mut released = group.waiters.lock();
                 // Register under the lock, so a releaser (who takes the lock
                 // before resetting the state) either sees our waiter count
-                // and our waker, or we see its zero.
-                let mut state = group.state.load(Ordering::Acquire);
+                // and our waker, or we see its zero. The exchange starts from
+                // the value read above (no second load): if the state moved
+                // since, it fails and hands back the current value.
                 loop {
                     if counter(state) == 0 {
                         this.finished = true;

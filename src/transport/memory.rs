@@ -5,13 +5,24 @@
 //! the test as a [`ServerConn`], through which it can send frames, close
 //! the stream normally, or drop it abruptly. Under loom and shuttle, these
 //! are exactly the points the checkers interleave with the client.
+//!
+//! Only what the client can observe is made of facade primitives: the frames
+//! it reads (`down`) and, unless the server is a sink, the frames it writes
+//! (`up`). The server's own bookkeeping (accept list, accept limit, open
+//! connections, whether the read half is gone) is plain `std`: the model
+//! checkers would otherwise explore every interleaving of it with the
+//! client, which multiplies executions and proves nothing about the client.
+//! No facade operation ever runs while a `std` lock here is held (under
+//! loom and shuttle every task runs on one OS thread: a switch inside a
+//! `std` critical section would deadlock it).
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsize};
+use std::sync::{Mutex as StdMutex, MutexGuard as StdMutexGuard};
 
 use super::{Frame, FrameReader, FrameWriter, Received, ServerEnd, Target, Transport, Utf8Bytes};
 use crate::protocol::{Envelope, Message};
-use crate::sync::{Arc, CloseSignal, Mutex, Queue};
+use crate::sync::{Arc, CloseSignal, Queue};
 use crate::{Error, Result};
 
 /// What the server sends down one connection.
@@ -26,9 +37,12 @@ enum Down {
 struct Conn {
     id: u64,
     down: Queue<Down>,
-    up: Queue<String>,
+    /// `None` for a sink server: what the client writes is discarded.
+    up: Option<Queue<String>>,
     /// Set before `down` is closed by [`ServerConn::disconnect`].
     reset: StdAtomicBool,
+    /// The client dropped its read half: the server's sends fail from now on.
+    reader_gone: StdAtomicBool,
     /// Client halves still alive; the connection is open while > 0. Plain
     /// std atomics: this is bookkeeping for oracles, not client sync.
     client_halves: StdAtomicUsize,
@@ -47,6 +61,8 @@ struct Server {
     accepts_left: Option<usize>,
     send_connected: bool,
     capacity: usize,
+    /// Discard what the client writes instead of queueing it for `recv`.
+    sink: bool,
     conns: Vec<ServerConn>,
 }
 
@@ -73,7 +89,7 @@ impl DialGate {
 /// The in-memory transport and its server. Clones share the server.
 #[derive(Debug, Clone)]
 pub struct MemoryTransport {
-    server: Arc<Mutex<Server>>,
+    server: Arc<StdMutex<Server>>,
     /// Fired on the first accept, if someone asked to wait for it (opt-in:
     /// every facade step costs the model checkers state space).
     accepted: Option<CloseSignal>,
@@ -90,16 +106,22 @@ impl MemoryTransport {
     /// A server that accepts every dial and sends `connected` first.
     pub fn new() -> Self {
         Self {
-            server: Arc::new(Mutex::new(Server {
+            server: Arc::new(StdMutex::new(Server {
                 token: None,
                 accepts_left: None,
                 send_connected: true,
                 capacity: 64,
+                sink: false,
                 conns: Vec::new(),
             })),
             accepted: None,
             gate: None,
         }
+    }
+
+    /// The server's bookkeeping (never held across a facade operation).
+    fn server(&self) -> StdMutexGuard<'_, Server> {
+        self.server.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Hold every dial at a gate until [`DialGate::release`].
@@ -129,42 +151,47 @@ impl MemoryTransport {
 
     /// Require this bearer token (a dial without it fails `Unauthorized`).
     pub fn with_token(self, token: impl Into<String>) -> Self {
-        self.server.lock().token = Some(token.into());
+        self.server().token = Some(token.into());
         self
     }
 
     /// Accept only the next `n` dials; later ones are refused.
     pub fn with_accept_limit(self, n: usize) -> Self {
-        self.server.lock().accepts_left = Some(n);
+        self.server().accepts_left = Some(n);
         self
     }
 
     /// Whether to send `connected` as the first message (default: yes).
     /// Models switch it off to keep their state space small.
     pub fn with_connected_message(self, send: bool) -> Self {
-        self.server.lock().send_connected = send;
+        self.server().send_connected = send;
         self
     }
 
     /// Capacity of each direction's queue (default 64).
     pub fn with_capacity(self, capacity: usize) -> Self {
-        self.server.lock().capacity = capacity;
+        self.server().capacity = capacity;
+        self
+    }
+
+    /// A server that never reads: what the client writes is discarded at
+    /// once ([`ServerConn::recv`] then returns `None`). The client's sends
+    /// and the close of its write side are then no scheduling points of the
+    /// model checkers, which scenarios that never read from the server
+    /// have no use for.
+    pub fn with_sink_server(self) -> Self {
+        self.server().sink = true;
         self
     }
 
     /// Every connection accepted so far, oldest first.
     pub fn connections(&self) -> Vec<ServerConn> {
-        self.server.lock().conns.clone()
+        self.server().conns.clone()
     }
 
     /// How many accepted connections the client still holds open.
     pub fn open_connections(&self) -> usize {
-        self.server
-            .lock()
-            .conns
-            .iter()
-            .filter(|c| c.is_open())
-            .count()
+        self.server().conns.iter().filter(|c| c.is_open()).count()
     }
 }
 
@@ -178,10 +205,11 @@ impl ServerConn {
     /// is full (a model server never blocks).
     pub fn send_text(&self, text: impl Into<String>) -> bool {
         let text = Utf8Bytes::from(text.into());
-        self.conn
-            .down
-            .try_send(Down::Frame(Frame::Text(text)))
-            .is_ok()
+        self.send_down(Down::Frame(Frame::Text(text)))
+    }
+
+    fn send_down(&self, down: Down) -> bool {
+        !self.conn.reader_gone.load(SeqCst) && self.conn.down.try_send(down).is_ok()
     }
 
     /// Send a protocol message.
@@ -191,10 +219,7 @@ impl ServerConn {
 
     /// Send a binary frame of `len` bytes.
     pub fn send_binary(&self, len: usize) -> bool {
-        self.conn
-            .down
-            .try_send(Down::Frame(Frame::Binary(len)))
-            .is_ok()
+        self.send_down(Down::Frame(Frame::Binary(len)))
     }
 
     /// Close the stream normally (code 1000), after the frames already sent.
@@ -207,7 +232,7 @@ impl ServerConn {
 
     /// End the stream the way `end` says, after the frames already sent.
     pub fn close_with(&self, end: ServerEnd) -> bool {
-        self.conn.down.try_send(Down::Close(end)).is_ok()
+        self.send_down(Down::Close(end))
     }
 
     /// Drop the connection abruptly: frames not yet read are lost and the
@@ -215,13 +240,18 @@ impl ServerConn {
     pub fn disconnect(&self) {
         self.conn.reset.store(true, SeqCst);
         self.conn.down.close();
-        self.conn.up.close();
+        if let Some(up) = &self.conn.up {
+            up.close();
+        }
     }
 
     /// The next text frame the client wrote, waiting for it; `None` once the
-    /// client closed its write side.
+    /// client closed its write side (at once for a sink server).
     pub async fn recv(&self) -> Option<String> {
-        self.conn.up.recv().await
+        match &self.conn.up {
+            Some(up) => up.recv().await,
+            None => None,
+        }
     }
 
     /// Whether the client still holds either half of the connection.
@@ -252,7 +282,7 @@ impl Transport for MemoryTransport {
             gate.entered.close();
             gate.release.closed().await;
         }
-        let mut server = self.server.lock();
+        let mut server = self.server();
         if server.token.is_some() && server.token != target.token {
             return Err(Error::Unauthorized);
         }
@@ -265,18 +295,22 @@ impl Transport for MemoryTransport {
             Some(n) => *n -= 1,
             None => {}
         }
+        // `connected` is in the queue from the start: no facade step under
+        // the std lock.
+        let first = server.send_connected.then(|| {
+            Down::Frame(Frame::Text(
+                Envelope::new(Message::Connected).encode().into(),
+            ))
+        });
         let conn = Arc::new(Conn {
             id: server.conns.len() as u64 + 1,
-            down: Queue::new(server.capacity),
-            up: Queue::new(server.capacity),
+            down: Queue::with_items(server.capacity, first),
+            up: (!server.sink).then(|| Queue::new(server.capacity)),
             reset: StdAtomicBool::new(false),
+            reader_gone: StdAtomicBool::new(false),
             client_halves: StdAtomicUsize::new(2),
         });
-        let handle = ServerConn { conn: conn.clone() };
-        if server.send_connected {
-            handle.send(Message::Connected);
-        }
-        server.conns.push(handle);
+        server.conns.push(ServerConn { conn: conn.clone() });
         drop(server);
         if let Some(accepted) = &self.accepted {
             accepted.close();
@@ -312,19 +346,25 @@ impl FrameReader for MemoryReader {
 
 impl Drop for MemoryReader {
     fn drop(&mut self) {
-        // The read side is gone: the server's sends now fail.
-        self.conn.down.close();
+        // The read side is gone: the server's sends now fail. Bookkeeping
+        // only: nobody else waits on `down`, so no facade step is needed.
+        self.conn.reader_gone.store(true, SeqCst);
         self.conn.client_halves.fetch_sub(1, SeqCst);
     }
 }
 
 impl FrameWriter for MemoryWriter {
     async fn send(&mut self, text: String) -> Result<()> {
-        self.conn
-            .up
-            .send(text)
-            .await
-            .map_err(|_| Error::Transport("connection closed".into()))
+        match &self.conn.up {
+            Some(up) => up
+                .send(text)
+                .await
+                .map_err(|_| Error::Transport("connection closed".into())),
+            None if self.conn.reset.load(SeqCst) => {
+                Err(Error::Transport("connection closed".into()))
+            }
+            None => Ok(()),
+        }
     }
 
     async fn close(self) {
@@ -334,7 +374,9 @@ impl FrameWriter for MemoryWriter {
 
 impl Drop for MemoryWriter {
     fn drop(&mut self) {
-        self.conn.up.close();
+        if let Some(up) = &self.conn.up {
+            up.close();
+        }
         self.conn.client_halves.fetch_sub(1, SeqCst);
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! The client's code is the same whatever carries the frames. The real build
 //! dials WebSockets with tokio-tungstenite ([`WsTransport`]); the model
-//! checkers (and fast unit tests) use the in-memory `MemoryTransport`,
-//! whose dial, send, receive, server-side close and abrupt disconnect are all
-//! made of [`sync`](crate::sync) facade primitives, so loom and shuttle can
-//! interleave every one of them with the client's own steps.
+//! checkers (and fast unit tests) use the in-memory [`MemoryTransport`],
+//! whose send, receive, server-side close and abrupt disconnect are made of
+//! [`sync`](crate::sync) facade primitives, so loom and shuttle can
+//! interleave every one of them with the client's own steps (the server's
+//! bookkeeping is plain `std`: see the `memory` module).
 
 // The in-memory transport is for the harness, the property tests and the
 // fuzz targets (`#[doc(hidden)]`, no stability promise), not for users.
