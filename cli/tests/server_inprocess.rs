@@ -308,24 +308,36 @@ async fn slow_client_drops_oldest_events_and_others_go_on() {
         data: "yes 0123456789abcdef0123456789abcdef\n".into(),
     });
     slow.send(WsMessage::text(flood.encode())).await.unwrap();
-    // Give the flood time to fill the socket buffers.
+    // The shell is forked on that first input; give the flood time to fill
+    // the socket buffers once it runs.
+    wait_until("the slow client's shell runs", || {
+        server.stats().shells_running == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let (client, _stream, mut rx) = connect(&server.url(), ClientConfig::default())
         .await
         .unwrap();
     expect(&mut rx, "connected", |m| *m == Message::Connected).await;
-    for i in 0..FILES {
-        std::fs::write(dir.path().join(format!("f{i:04}")), "").unwrap();
-        if i % 8 == 7 {
+    // At least FILES events, and more until the slow client has fallen
+    // behind (on a loaded machine its shell may fill its socket late).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut written = 0;
+    while written < FILES
+        || (server.stats().events_dropped == 0 && tokio::time::Instant::now() < deadline)
+    {
+        std::fs::write(dir.path().join(format!("f{written:05}")), "").unwrap();
+        if written % 8 == 7 {
             // Spread them over batches (of fewer events than the ring
             // holds), so that only the slow client falls behind.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        written += 1;
     }
     let mut seen = 0;
     timeout(PATIENCE, async {
-        while seen < FILES {
+        while seen < written {
             if let Message::FileChange(change) = rx.recv().await.unwrap().message {
                 assert_ne!(
                     change.operation,
@@ -337,7 +349,7 @@ async fn slow_client_drops_oldest_events_and_others_go_on() {
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("the fast client saw only {seen} of {FILES} events"));
+    .unwrap_or_else(|_| panic!("the fast client saw only {seen} of {written} events"));
     // Now it reads: behind its shell output, it finds a `refresh`.
     let found = timeout(PATIENCE, async {
         while let Some(Ok(frame)) = slow.next().await {
