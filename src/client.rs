@@ -227,7 +227,7 @@ impl<T: Transport> Client<T> {
                 target,
                 config,
                 state: Mutex::new(State::default()),
-                tasks: WaitGroup::new(),
+                tasks: WaitGroup::named(crate::sync::trace::name(|| "tasks")),
                 probe: Probe::new("client"),
                 next_stream: StdAtomicU64::new(0),
             }),

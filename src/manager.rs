@@ -116,7 +116,7 @@ impl StreamManager {
             stop: CloseSignal::new(),
             wait_requested: CloseSignal::new(),
             merged: Mutex::new(None),
-            wg: WaitGroup::new(),
+            wg: WaitGroup::named(crate::sync::trace::name(|| "manager.wg")),
             probe: Probe::new("stream manager"),
             bugs: client_bugs(&client),
             connects: std::sync::atomic::AtomicU64::new(0),

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use wsdrain::Bugs;
 use wsdrain::probe::Oracle;
-use wsdrain::sync::trace;
 
+use crate::listing::{Listing, ListingStyle};
 use crate::scenarios::Scenario;
 
 /// The checker compiled into this build.
@@ -60,8 +60,10 @@ pub struct Failure {
     pub oracle: Option<Oracle>,
     /// The panic message.
     pub message: String,
-    /// The interleaving that led there (trimmed).
+    /// The interleaving that led there (trimmed), as listed.
     pub trace: String,
+    /// The same interleaving as data.
+    pub listing: Listing,
     /// The file that replays it (loom checkpoint or shuttle schedule).
     pub artifact: Option<PathBuf>,
 }
@@ -80,7 +82,10 @@ pub struct Outcome {
 }
 
 static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
-static FIRST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
+static FIRST_PANIC: Mutex<Option<(String, Listing)>> = Mutex::new(None);
+
+/// Client steps a listing shows at most (the last ones).
+const LISTED_STEPS: usize = 60;
 
 /// Install (once) the panic hook that captures the first failure of a run
 /// together with the trace of the execution it happened in. It stays quiet
@@ -98,7 +103,10 @@ pub fn install_panic_hook() {
                     .location()
                     .map(|l| format!(" (at {}:{})", l.file(), l.line()))
                     .unwrap_or_default();
-                *first = Some((format!("{message}{location}"), trace::render(60)));
+                *first = Some((
+                    format!("{message}{location}"),
+                    Listing::capture(LISTED_STEPS),
+                ));
             }
             let captured = first.clone();
             drop(first);
@@ -108,9 +116,10 @@ pub fn install_panic_hook() {
             // The process may abort right after this hook (loom reports a
             // deadlock with a non-unwinding panic): write the cell now.
             if is_first
-                && let (Some(pending), Some((message, trace))) = (crate::cell::pending(), captured)
+                && let (Some(pending), Some((message, listing))) =
+                    (crate::cell::pending(), captured)
             {
-                crate::cell::write_once(&caught(pending, message, trace));
+                crate::cell::write_once(&caught(pending, message, listing));
             }
         }));
     });
@@ -120,14 +129,15 @@ pub fn install_panic_hook() {
 fn caught(
     pending: crate::cell::Pending,
     message: String,
-    trace: String,
+    listing: Listing,
 ) -> crate::cell::CellResult {
     let mut result = pending.result;
     let scenario = Scenario::from_name(&result.scenario).expect("a known scenario");
     let bugs = crate::cell::parse_variant(&result.variant).expect("a known variant");
     let executions = pending.executions_before + EXECUTIONS.load(Ordering::SeqCst);
+    let replaying = result.strategy.starts_with("replay");
     #[cfg(wsdrain_loom)]
-    let artifact = if result.strategy.starts_with("replay") {
+    let artifact = if replaying {
         result.artifact.clone()
     } else {
         current_artifact().map(|checkpoint| save_replay_meta(&checkpoint, result.bound))
@@ -137,7 +147,8 @@ fn caught(
     let failure = Failure {
         oracle: Oracle::classify(&message),
         message,
-        trace,
+        trace: listing.render(ListingStyle::from_env()),
+        listing,
         artifact: artifact.clone(),
     };
     result.result = "caught".into();
@@ -150,12 +161,44 @@ fn caught(
             .to_owned(),
     );
     result.message = Some(failure.message.clone());
-    result.report = Some(failure.report(CHECKER, scenario, bugs, executions));
+    result.listing = Some(failure.listing.clone());
+    // A replay reruns only the tail of the exploration (from the last loom
+    // checkpoint, or shuttle's one schedule): it reports the number the
+    // original run found the failure at, which it left next to the artifact.
+    let found_after = if replaying {
+        result
+            .artifact
+            .as_deref()
+            .and_then(read_found_after)
+            .unwrap_or(executions)
+    } else {
+        if let Some(artifact) = &artifact {
+            let _ = std::fs::write(found_after_path(artifact), executions.to_string());
+        }
+        executions
+    };
+    result.report = Some(failure.report(CHECKER, scenario, bugs, found_after));
     result.replay = artifact
         .as_deref()
         .map(|a| replay_command(scenario, bugs, a));
     result.artifact = artifact;
     result
+}
+
+/// Where the execution count of a failure is kept, next to its artifact.
+fn found_after_path(artifact: &Path) -> PathBuf {
+    let mut path = artifact.as_os_str().to_owned();
+    path.push(".found-after");
+    PathBuf::from(path)
+}
+
+/// The execution count the original run found the failure of `artifact` at.
+fn read_found_after(artifact: &Path) -> Option<usize> {
+    std::fs::read_to_string(found_after_path(artifact))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(wsdrain_loom)]
@@ -220,11 +263,13 @@ fn run(
     let elapsed = start.elapsed();
     let failure = result.err().map(|payload| {
         let captured = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let (message, trace) = captured.unwrap_or_else(|| (payload_text(&*payload), String::new()));
+        let (message, listing) =
+            captured.unwrap_or_else(|| (payload_text(&*payload), Listing::default()));
         Failure {
             oracle: Oracle::classify(&message),
             message,
-            trace,
+            trace: listing.render(ListingStyle::from_env()),
+            listing,
             artifact,
         }
     });
@@ -422,7 +467,11 @@ fn newest_schedule(dir: &Path) -> Option<PathBuf> {
     std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("schedule"))
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("schedule") && !name.ends_with(".found-after")
+        })
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
         .map(|e| e.path())
 }
@@ -477,10 +526,11 @@ impl Failure {
              failure: {}\n\n{}",
             self.message, self.trace
         );
-        if checker == "loom" {
+        if self.listing.is_weak() {
             out.push_str(
                 "(loom explores the C11 memory model: a load may return an older value than the \
-                 latest store listed above when no happens-before edge orders them)\n",
+                 latest store listed above when no happens-before edge orders them; no \
+                 sequentially consistent order of these steps explains this execution)\n",
             );
         }
         if let Some(artifact) = &self.artifact {

@@ -9,8 +9,11 @@
 //! - `cargo xtask replay --checker loom --scenario S1 --bug H5 FILE`: replay
 //!   a counterexample.
 
+mod html;
 mod matrix;
+mod progress;
 mod report;
+mod shard;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +38,16 @@ enum Command {
         #[arg(long)]
         no_models: bool,
     },
+    /// Combine the JSON reports of `verify --shard I/N` runs (all N of
+    /// them) into the table and verdict of one run.
+    Merge {
+        /// The shards' JSON reports.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write the merged JSON report.
+        #[arg(long, default_value = "target/wsdrain/verify.json")]
+        json: PathBuf,
+    },
     /// Replay a counterexample from its loom checkpoint or shuttle schedule.
     Replay {
         /// `loom` or `shuttle`.
@@ -48,20 +61,35 @@ enum Command {
         bug: Option<String>,
         /// The checkpoint (loom) or schedule (shuttle) file.
         artifact: PathBuf,
+        /// How to list the interleaving: `columns` or `single`.
+        #[arg(long, env = "WSDRAIN_LISTING", value_parser = ["columns", "single"])]
+        listing: Option<String>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Verify(args) => matrix::verify(&args),
+        Command::Verify(args) => {
+            if let Some(style) = &args.listing {
+                let _ = matrix::LISTING.set(style.clone());
+            }
+            matrix::verify(&args)
+        }
+        Command::Merge { files, json } => matrix::merge(&files, &json),
         Command::Test { no_models } => matrix::test(no_models),
         Command::Replay {
             checker,
             scenario,
             bug,
             artifact,
-        } => matrix::replay(&checker, &scenario, bug.as_deref(), &artifact),
+            listing,
+        } => {
+            if let Some(style) = listing {
+                let _ = matrix::LISTING.set(style);
+            }
+            matrix::replay(&checker, &scenario, bug.as_deref(), &artifact)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -73,6 +73,8 @@ pub struct Counterexample {
     pub variant: String,
     pub report: String,
     pub replay: Option<String>,
+    /// The interleaving as data (drawn in the HTML report).
+    pub listing: Option<wsdrain_loom_tests::listing::Listing>,
 }
 
 impl Counterexample {
@@ -84,6 +86,7 @@ impl Counterexample {
             variant: run.variant.clone(),
             report: report.to_owned(),
             replay: run.replay.clone(),
+            listing: run.listing.clone(),
         }
     }
 }
@@ -100,6 +103,8 @@ pub struct Report {
     /// loom: per scenario, the largest bound that finished within the limit.
     pub largest_bounds: Vec<(String, Option<usize>)>,
     pub counterexamples: Vec<Counterexample>,
+    /// The cells and settings it was built from (what `merge` reads).
+    pub run: Option<crate::shard::RunRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -392,6 +397,7 @@ impl Report {
             budgets,
             largest_bounds,
             counterexamples,
+            run: None,
         }
     }
 }
@@ -424,7 +430,7 @@ fn time(ms: f64) -> String {
     }
 }
 
-fn cell_text(checker: &str, cell: &Cell) -> String {
+pub(crate) fn cell_text(checker: &str, cell: &Cell) -> String {
     match cell.status.as_str() {
         "n/a" => "n/a".into(),
         "pass" => format!(

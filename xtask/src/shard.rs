@@ -1,0 +1,367 @@
+//! Splitting `verify` over machines: `--shard I/N` runs a deterministic
+//! 1/N of the cells, and `merge` rebuilds the table and verdict of one run
+//! from the shards' JSON reports.
+//!
+//! Every JSON report carries its raw cell results and settings (`run`), so
+//! merging is building the report again from the union of the shards' cells:
+//! the same code that judges one run judges the merged one.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use wsdrain_loom_tests::Scenario;
+use wsdrain_loom_tests::cell::CellResult;
+
+use crate::matrix::{Job, JobKind, VerifyArgs};
+
+/// Shard `index` of `count` (1-based, as written on the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Whether the job at `position` in the matrix's job list belongs to
+    /// this shard. Round-robin over the list, so each shard gets a share of
+    /// every scenario and checker (the list's order is deterministic).
+    pub fn owns(self, position: usize) -> bool {
+        position % self.count == self.index - 1
+    }
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Shard, String> {
+        let usage = || format!("--shard wants I/N with 1 <= I <= N (e.g. 1/4), not {text:?}");
+        let (i, n) = text.split_once('/').ok_or_else(usage)?;
+        let index: usize = i.trim().parse().map_err(|_| usage())?;
+        let count: usize = n.trim().parse().map_err(|_| usage())?;
+        if index == 0 || count == 0 || index > count {
+            return Err(usage());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// One cell's result with what its job was for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunCell {
+    pub kind: JobKind,
+    pub result: CellResult,
+}
+
+/// What a report was built from: enough to build it again, alone or merged
+/// with the other shards.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub args: VerifyArgs,
+    /// Checkers run, in order.
+    pub checkers: Vec<String>,
+    /// Wall time of this run (shard), s.
+    pub elapsed_s: f64,
+    pub cells: Vec<RunCell>,
+}
+
+impl RunRecord {
+    /// The record of a run of `results`.
+    pub fn new(
+        args: &VerifyArgs,
+        checkers: &[&str],
+        results: &[(Job, CellResult)],
+        elapsed_s: f64,
+    ) -> RunRecord {
+        RunRecord {
+            args: args.clone(),
+            checkers: checkers.iter().map(|c| c.to_string()).collect(),
+            elapsed_s,
+            cells: results
+                .iter()
+                .map(|(job, result)| RunCell {
+                    kind: job.kind.clone(),
+                    result: result.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The scenarios the run selected.
+    pub fn scenarios(&self) -> Result<Vec<Scenario>, String> {
+        crate::matrix::selected(&self.args, &Scenario::ALL)
+    }
+
+    /// The results as the report builder takes them.
+    pub fn results(&self) -> Vec<(Job, CellResult)> {
+        self.cells
+            .iter()
+            .map(|cell| {
+                (
+                    Job {
+                        checker: checker_name(&cell.result.checker),
+                        args: Vec::new(),
+                        kind: cell.kind.clone(),
+                    },
+                    cell.result.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// The checkers, as the report builder takes them.
+    pub fn checker_names(&self) -> Vec<&'static str> {
+        self.checkers.iter().map(|c| checker_name(c)).collect()
+    }
+}
+
+fn checker_name(name: &str) -> &'static str {
+    if name == "loom" { "loom" } else { "shuttle" }
+}
+
+/// The part of a JSON report that `merge` reads.
+#[derive(Deserialize)]
+struct ReportFile {
+    run: RunRecord,
+}
+
+/// Read the run records of `files` and combine them into one, checking that
+/// they are the shards 1..=N of one run with the same settings.
+pub fn combine(files: &[PathBuf]) -> Result<RunRecord, String> {
+    if files.is_empty() {
+        return Err(
+            "merge wants the JSON reports of the shards (verify --shard I/N --json FILE)".into(),
+        );
+    }
+    let mut records = Vec::new();
+    for file in files {
+        records.push((file.as_path(), read(file)?));
+    }
+    combine_records(records)
+}
+
+fn read(file: &Path) -> Result<RunRecord, String> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("read {}: {e}", file.display()))?;
+    let report: ReportFile = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{} is not a verify JSON report with its cells (written by this version of xtask?): {e}",
+            file.display()
+        )
+    })?;
+    Ok(report.run)
+}
+
+/// The settings that must agree between shards (everything but the shard,
+/// the output file and the parallelism).
+fn settings_key(args: &VerifyArgs) -> String {
+    let mut args = args.clone();
+    args.shard = None;
+    args.json = PathBuf::new();
+    args.jobs = None;
+    serde_json::to_string(&args).unwrap_or_default()
+}
+
+fn combine_records(records: Vec<(&Path, RunRecord)>) -> Result<RunRecord, String> {
+    let (first_file, first) = &records[0];
+    let count = first.args.shard.map_or(1, |s| s.count);
+    let key = settings_key(&first.args);
+    let mut seen = vec![None::<&Path>; count];
+    for (file, record) in &records {
+        let shard = record.args.shard.unwrap_or(Shard { index: 1, count: 1 });
+        if shard.count != count {
+            return Err(format!(
+                "{} is shard {shard} but {} is of {count} shards",
+                file.display(),
+                first_file.display()
+            ));
+        }
+        if settings_key(&record.args) != key || record.checkers != first.checkers {
+            return Err(format!(
+                "{} was run with other settings than {}: shards must be run with the same flags",
+                file.display(),
+                first_file.display()
+            ));
+        }
+        if let Some(other) = seen[shard.index - 1].replace(file) {
+            return Err(format!(
+                "shard {shard} is given twice: {} and {}",
+                other.display(),
+                file.display()
+            ));
+        }
+    }
+    let missing: Vec<String> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.is_none())
+        .map(|(i, _)| format!("{}/{count}", i + 1))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "missing shard(s) {}: the verdict needs every shard",
+            missing.join(", ")
+        ));
+    }
+    let mut merged = first.clone();
+    merged.args.shard = None;
+    merged.cells = records
+        .iter()
+        .flat_map(|(_, r)| r.cells.iter().cloned())
+        .collect();
+    // The shards ran side by side: the run took as long as the slowest.
+    merged.elapsed_s = records.iter().map(|(_, r)| r.elapsed_s).fold(0.0, f64::max);
+    Ok(merged)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use clap::Parser;
+
+    use crate::report::Report;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: VerifyArgs,
+    }
+
+    pub(crate) fn args(extra: &[&str]) -> VerifyArgs {
+        let mut argv = vec!["verify", "--scenario", "S1", "--scenario", "S7"];
+        argv.extend(extra);
+        Cli::parse_from(argv).args
+    }
+
+    fn result(
+        checker: &str,
+        scenario: &str,
+        variant: &str,
+        outcome: &str,
+        seed: u64,
+    ) -> CellResult {
+        let mut r = CellResult::new(
+            checker,
+            scenario,
+            variant.into(),
+            format!("pct depth 3 seed {seed}"),
+        );
+        r.result = outcome.into();
+        r.executions = 10 + seed as usize;
+        if outcome == "caught" {
+            r.oracle = Some("drain-barrier".into());
+            r.report = Some(format!(
+                "counterexample: {variant} / {scenario} / {checker}, found after {} execution(s)\noracle: drain-barrier\nfailure: oracle[drain-barrier] violated: close() returned while 2 client task(s) still running",
+                r.executions
+            ));
+            r.replay = Some(format!(
+                "cargo xtask replay --checker {checker} --scenario {scenario} --bug {variant} target/wsdrain/counterexamples/x.json"
+            ));
+            r.listing = Some(crate::html::tests::h5_listing());
+        }
+        r
+    }
+
+    /// The synthetic results of a whole run over S1 and S7: the fixed client
+    /// and every applicable bug, with one bug escaping one seed.
+    pub(crate) fn whole_run(args: &VerifyArgs) -> Vec<(Job, CellResult)> {
+        let scenarios = crate::matrix::selected(args, &Scenario::ALL).unwrap();
+        let mut out = Vec::new();
+        for checker in ["loom", "shuttle"] {
+            for job in crate::matrix::jobs(checker, args, &scenarios) {
+                let scenario = job.args[2].clone();
+                let variant = job.args[4].clone();
+                let seed = job
+                    .args
+                    .iter()
+                    .position(|a| a == "--seed")
+                    .map_or(0, |i| job.args[i + 1].parse().unwrap());
+                // The fixed client passes; H8 escapes shuttle for seed 1.
+                let escaped = checker == "shuttle" && variant == "H8" && seed == 1;
+                let outcome = if variant == "fixed" || escaped {
+                    "pass"
+                } else {
+                    "caught"
+                };
+                let r = result(checker, &scenario, &variant, outcome, seed);
+                out.push((job, r));
+            }
+        }
+        out
+    }
+
+    fn verdict(report: &Report) -> serde_json::Value {
+        serde_json::json!({
+            "ok": report.ok,
+            "problems": report.problems,
+            "tables": report.tables,
+        })
+    }
+
+    #[test]
+    fn shards_merged_give_the_verdict_of_one_run() {
+        let one = args(&["--seeds", "3"]);
+        let all = whole_run(&one);
+        let scenarios = crate::matrix::selected(&one, &Scenario::ALL).unwrap();
+        let whole = Report::build(
+            &one,
+            &scenarios,
+            &["loom", "shuttle"],
+            all.clone(),
+            std::time::Duration::from_secs(1),
+        );
+        assert!(!whole.ok, "the synthetic run has an escape");
+
+        let mut files = Vec::new();
+        let dir = std::env::temp_dir().join(format!("wsdrain-shard-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut owned = 0;
+        for index in 1..=3 {
+            let shard_args = args(&["--seeds", "3", "--shard", &format!("{index}/3")]);
+            let mine: Vec<_> = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| shard_args.shard.unwrap().owns(*i))
+                .map(|(_, r)| r.clone())
+                .collect();
+            owned += mine.len();
+            let record = RunRecord::new(&shard_args, &["loom", "shuttle"], &mine, 1.0);
+            let file = dir.join(format!("shard-{index}.json"));
+            let json = serde_json::json!({ "ok": true, "run": record });
+            std::fs::write(&file, json.to_string()).unwrap();
+            files.push(file);
+        }
+        assert_eq!(owned, all.len(), "the shards split the cells exactly");
+        let merged = combine(&files).unwrap();
+        let rebuilt = Report::build(
+            &merged.args,
+            &merged.scenarios().unwrap(),
+            &merged.checker_names(),
+            merged.results(),
+            std::time::Duration::from_secs(1),
+        );
+        assert_eq!(verdict(&rebuilt), verdict(&whole));
+
+        // A missing or doubled shard is refused, with the reason.
+        let error = combine(&files[..2]).unwrap_err();
+        assert!(error.contains("missing shard(s) 3/3"), "{error}");
+        let error = combine(&[files[0].clone(), files[0].clone(), files[1].clone()]).unwrap_err();
+        assert!(error.contains("given twice"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_shard_parses() {
+        assert_eq!("2/4".parse(), Ok(Shard { index: 2, count: 4 }));
+        assert!("0/4".parse::<Shard>().is_err());
+        assert!("5/4".parse::<Shard>().is_err());
+        assert!("x".parse::<Shard>().is_err());
+    }
+}
