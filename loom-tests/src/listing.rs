@@ -160,7 +160,9 @@ impl Listing {
             .collect()
     }
 
-    fn heading(&self) -> String {
+    /// The first line of a listing: how many steps, which are shown, and
+    /// how the order relates to sequential consistency.
+    pub fn heading(&self) -> String {
         let order = match &self.memory {
             Memory::Sequential => String::new(),
             Memory::Reordered { moved } => format!(

@@ -101,12 +101,25 @@ pub fn render(report: &Report) -> String {
                     .clone()
                     .or_else(|| cell.oracle.clone())
                     .unwrap_or_default();
+                let text = esc(&crate::report::cell_text(&table.checker, cell));
+                let has_example = report.counterexamples.iter().any(|c| {
+                    c.checker == table.checker
+                        && c.variant == row.variant
+                        && c.scenario == cell.scenario
+                });
+                let text = if has_example {
+                    format!(
+                        "<a href=\"#{}\">{text}</a>",
+                        esc(&anchor(&table.checker, &row.variant, &cell.scenario))
+                    )
+                } else {
+                    text
+                };
                 let _ = write!(
                     out,
-                    "<td class=\"{}\" title=\"{}\">{}</td>",
+                    "<td class=\"{}\" title=\"{}\">{text}</td>",
                     esc(class),
                     esc(&title),
-                    esc(&crate::report::cell_text(&table.checker, cell))
                 );
             }
             let _ = writeln!(out, "</tr>");
@@ -126,22 +139,33 @@ pub fn render(report: &Report) -> String {
          Arrows: <span><i class=\"sw\" style=\"background:#2f6fdf\"></i>wait group add/done &rarr; wait</span>\
          <span><i class=\"sw\" style=\"background:#3a9a56\"></i>spawn &rarr; first step</span>\
          <span><i class=\"sw\" style=\"background:#8a6d3b\"></i>lock release &rarr; next acquire</span>\
-         dashed lines: switch points (the running task changes).</p>",
+         dashed lines: switch points (the running task changes); red: the last step before the failure. \
+         A cell of the tables links to its counterexample.</p>",
         report.counterexamples.len()
     );
-    for (i, example) in report.counterexamples.iter().enumerate() {
-        counterexample(&mut out, i, example);
+    for example in &report.counterexamples {
+        counterexample(&mut out, example);
     }
     let _ = writeln!(out, "</body>\n</html>");
     out
 }
 
-fn counterexample(out: &mut String, index: usize, example: &Counterexample) {
+/// The anchor of a counterexample, linked from its cell in the table.
+fn anchor(checker: &str, variant: &str, scenario: &str) -> String {
+    format!("cx-{checker}-{variant}-{scenario}")
+}
+
+fn counterexample(out: &mut String, example: &Counterexample) {
     let mut lines = example.report.lines();
     let headline = lines.next().unwrap_or_default();
     let _ = writeln!(
         out,
-        "<h3 id=\"cx{index}\">{} / {} / {}</h3>\n<p class=\"meta\">{}</p>",
+        "<h3 id=\"{}\">{} / {} / {}</h3>\n<p class=\"meta\">{}</p>",
+        esc(&anchor(
+            &example.checker,
+            &example.variant,
+            &example.scenario
+        )),
         esc(&example.variant),
         esc(&example.scenario),
         esc(&example.checker),
@@ -152,7 +176,12 @@ fn counterexample(out: &mut String, index: usize, example: &Counterexample) {
     }
     match &example.listing {
         Some(listing) if !listing.steps.is_empty() => {
-            let _ = writeln!(out, "{}", swimlanes(listing));
+            let _ = writeln!(
+                out,
+                "<p class=\"meta\">{}</p>\n{}",
+                esc(listing.heading().trim_end().trim_end_matches(':')),
+                swimlanes(listing)
+            );
         }
         _ => {
             let _ = writeln!(out, "<p class=\"meta\">(no interleaving recorded)</p>");
@@ -173,12 +202,12 @@ fn color(kind: EdgeKind) -> &'static str {
 
 /// The interleaving as an SVG swimlane timeline.
 pub fn swimlanes(listing: &Listing) -> String {
-    const LANE: f64 = 330.0;
+    const LANE: f64 = 350.0;
     const ROW: f64 = 30.0;
     const TOP: f64 = 44.0;
     const LEFT: f64 = 46.0;
     const LOCATION: f64 = 210.0;
-    const CHARS: usize = 44;
+    const CHARS: usize = 43;
     let tasks = listing.tasks();
     let steps = &listing.steps;
     let width = LEFT + LANE * tasks.len() as f64 + LOCATION;
