@@ -36,7 +36,10 @@ fn the_seed_bug_is_listed_in_the_order_a_person_tells_it() {
         .lines()
         .find(|l| l.trim_start().starts_with("# |"))
         .unwrap_or_else(|| panic!("a column header in:\n{report}"));
-    assert!(header.contains("| caller") && header.contains("| main"), "{header}");
+    assert!(
+        header.contains("| caller") && header.contains("| main"),
+        "{header}"
+    );
     assert!(report.contains('»'), "switch points are marked:\n{report}");
     // One line per operation: the two wait groups are told apart.
     let mut seen = std::collections::HashSet::new();

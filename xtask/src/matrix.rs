@@ -247,6 +247,16 @@ pub(crate) fn jobs(checker: &'static str, args: &VerifyArgs, scenarios: &[Scenar
     jobs
 }
 
+/// The jobs judged together: a shuttle seed's schedulers (PCT depth 2, 3
+/// and random) form one portfolio; every other job stands alone.
+pub(crate) fn portfolio(job: &Job) -> (String, Vec<String>) {
+    let mut args = job.args.clone();
+    if let Some(at) = args.iter().position(|a| a == "--depth") {
+        args.drain(at..(at + 2).min(args.len()));
+    }
+    (job.checker.to_owned(), args)
+}
+
 /// `cargo xtask verify`.
 pub fn verify(args: &VerifyArgs) -> Result<bool, String> {
     let scenarios = selected(args, &Scenario::ALL)?;
@@ -267,12 +277,7 @@ pub fn verify(args: &VerifyArgs) -> Result<bool, String> {
     }
     if let Some(shard) = args.shard {
         let total = all_jobs.len();
-        all_jobs = all_jobs
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| shard.owns(*i))
-            .map(|(_, job)| job)
-            .collect();
+        all_jobs = shard.select(all_jobs, |(_, job)| portfolio(job));
         eprintln!("shard {shard}: {} of the {total} cells", all_jobs.len());
     }
     // Bound-finding runs fill whole minutes: keep them to one at a time by

@@ -30,6 +30,24 @@ impl Shard {
     pub fn owns(self, position: usize) -> bool {
         position % self.count == self.index - 1
     }
+
+    /// This shard's part of `items`, keeping together the items of one
+    /// group (e.g. a seed's portfolio of shuttle schedulers, judged as a
+    /// whole): round-robin over the groups, in order of first appearance.
+    pub fn select<T, K: PartialEq>(self, items: Vec<T>, group: impl Fn(&T) -> K) -> Vec<T> {
+        let mut groups: Vec<K> = Vec::new();
+        items
+            .into_iter()
+            .filter(|item| {
+                let key = group(item);
+                let position = groups.iter().position(|g| *g == key).unwrap_or_else(|| {
+                    groups.push(key);
+                    groups.len() - 1
+                });
+                self.owns(position)
+            })
+            .collect()
+    }
 }
 
 impl FromStr for Shard {
@@ -325,12 +343,10 @@ pub(crate) mod tests {
         let mut owned = 0;
         for index in 1..=3 {
             let shard_args = args(&["--seeds", "3", "--shard", &format!("{index}/3")]);
-            let mine: Vec<_> = all
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| shard_args.shard.unwrap().owns(*i))
-                .map(|(_, r)| r.clone())
-                .collect();
+            let mine = shard_args
+                .shard
+                .unwrap()
+                .select(all.clone(), |(job, _)| crate::matrix::portfolio(job));
             owned += mine.len();
             let record = RunRecord::new(&shard_args, &["loom", "shuttle"], &mine, 1.0);
             let file = dir.join(format!("shard-{index}.json"));
@@ -355,6 +371,30 @@ pub(crate) mod tests {
         let error = combine(&[files[0].clone(), files[0].clone(), files[1].clone()]).unwrap_err();
         assert!(error.contains("given twice"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_seed_s_schedulers_stay_in_one_shard() {
+        let args = args(&["--seeds", "3"]);
+        let all = whole_run(&args);
+        for index in 1..=2 {
+            let shard = Shard { index, count: 2 };
+            let mine = shard.select(all.clone(), |(job, _)| crate::matrix::portfolio(job));
+            for (job, _) in &all {
+                let here = mine
+                    .iter()
+                    .any(|(j, _)| crate::matrix::portfolio(j) == crate::matrix::portfolio(job));
+                let whole = mine
+                    .iter()
+                    .filter(|(j, _)| crate::matrix::portfolio(j) == crate::matrix::portfolio(job))
+                    .count();
+                let total = all
+                    .iter()
+                    .filter(|(j, _)| crate::matrix::portfolio(j) == crate::matrix::portfolio(job))
+                    .count();
+                assert!(!here || whole == total, "{:?} is split", job.args);
+            }
+        }
     }
 
     #[test]
