@@ -40,6 +40,7 @@ impl Progress {
                 .expect("a valid template")
                 .progress_chars("=> "),
             );
+            bar.set_message("0 executions");
             bar.enable_steady_tick(Duration::from_millis(500));
             bar
         });
