@@ -226,7 +226,10 @@ impl<T: Transport> Client<T> {
                 transport,
                 target,
                 config,
-                state: Mutex::new(State::default()),
+                state: Mutex::named(
+                    State::default(),
+                    crate::sync::trace::name(|| "client.state"),
+                ),
                 tasks: WaitGroup::named(crate::sync::trace::name(|| "tasks")),
                 probe: Probe::new("client"),
                 next_stream: StdAtomicU64::new(0),

@@ -115,7 +115,7 @@ impl StreamManager {
         let shared = Arc::new(ManagerShared {
             stop: CloseSignal::new(),
             wait_requested: CloseSignal::new(),
-            merged: Mutex::new(None),
+            merged: Mutex::named(None, crate::sync::trace::name(|| "manager.merged")),
             wg: WaitGroup::named(crate::sync::trace::name(|| "manager.wg")),
             probe: Probe::new("stream manager"),
             bugs: client_bugs(&client),

@@ -302,9 +302,11 @@ impl Listing {
         }
         for read in &stale {
             let step = &mut self.steps[read.step];
-            let saw = read.saw.map_or("the initial value".to_owned(), |w| {
-                format!("step {}", self.elided + w + 1)
-            });
+            let saw = match read.saw {
+                Some(w) => format!("step {}", self.elided + w + 1),
+                None if self.elided == 0 => "the initial value".to_owned(),
+                None => "a value written before the listed steps".to_owned(),
+            };
             step.op = format!(
                 "{} [stale: saw {saw}, not step {}]",
                 step.op,
@@ -579,23 +581,22 @@ fn access(op: &str) -> Option<Access<'_>> {
     None
 }
 
-/// Which lock an acquisition is of. Client code locks one mutex per file
-/// (the client's `state` in client.rs and stream.rs, the manager's
-/// `merged` in manager.rs), so the file tells them apart.
-fn lock_of(step: &ListedStep) -> Option<(&'static str, LockOp)> {
-    let op = if step.op.starts_with("Mutex::lock") {
-        LockOp::Acquire
-    } else if step.op.starts_with("Mutex::unlock") {
-        LockOp::Release
+/// Which lock a step takes or releases: `client.state.lock() (acquired)`,
+/// `client.state.unlock()`. Unnamed mutexes (`Mutex::lock`) all count as
+/// one lock: that orders more than needed, never less.
+fn lock_of(step: &ListedStep) -> Option<(&str, LockOp)> {
+    let op = &step.op;
+    if let Some(name) = op.strip_suffix(".lock() (acquired)") {
+        Some((name, LockOp::Acquire))
+    } else if let Some(name) = op.strip_suffix(".unlock()") {
+        Some((name, LockOp::Release))
+    } else if op.starts_with("Mutex::lock") {
+        Some(("Mutex", LockOp::Acquire))
+    } else if op.starts_with("Mutex::unlock") {
+        Some(("Mutex", LockOp::Release))
     } else {
-        return None;
-    };
-    let lock = if step.file.ends_with("manager.rs") {
-        "manager"
-    } else {
-        "client state"
-    };
-    Some((lock, op))
+        None
+    }
 }
 
 /// Split `text` into pieces of at most `width` characters, at spaces where
@@ -657,16 +658,16 @@ mod tests {
     /// which still reads the counter at 0 (no happens-before orders them).
     fn h5_as_loom_ran_it() -> Vec<ListedStep> {
         vec![
-            step("caller", "Mutex::lock (acquired)", 253),
-            step("caller", "Mutex::unlock", 253),
+            step("caller", "client.state.lock() (acquired)", 253),
+            step("caller", "client.state.unlock()", 253),
             step("caller", "stream_workspace: dial", 263),
-            step("caller", "Mutex::lock (acquired)", 272),
+            step("caller", "client.state.lock() (acquired)", 272),
             step("caller", "stream_workspace: publish stream 1", 287),
-            step("caller", "Mutex::unlock", 272),
+            step("caller", "client.state.unlock()", 272),
             step("caller", "stream#1.wg.add(2) -> counter 2, waiters 0", 301),
             step("caller", "tasks.add(2) -> counter 2, waiters 0", 302),
-            step("main", "Mutex::lock (acquired)", 346),
-            step("main", "Mutex::unlock", 346),
+            step("main", "client.state.lock() (acquired)", 346),
+            step("main", "client.state.unlock()", 346),
             step(
                 "main",
                 "stream#1.wg.wait() -> counter 0, returns at once",
@@ -702,7 +703,7 @@ mod tests {
         let main_lock = explained
             .steps
             .iter()
-            .position(|s| s.task == "main" && s.op.starts_with("Mutex"))
+            .position(|s| s.task == "main" && s.op.starts_with("client.state.lock"))
             .unwrap();
         assert!(publish < main_lock);
         let text = explained.render(ListingStyle::Columns);
@@ -715,10 +716,10 @@ mod tests {
         // main reads 0 although it locked after the caller's add inside the
         // same critical section: only weak memory explains it.
         let steps = vec![
-            step("caller", "Mutex::lock (acquired)", 272),
+            step("caller", "client.state.lock() (acquired)", 272),
             step("caller", "tasks.add(2) -> counter 2, waiters 0", 302),
-            step("caller", "Mutex::unlock", 272),
-            step("main", "Mutex::lock (acquired)", 346),
+            step("caller", "client.state.unlock()", 272),
+            step("main", "client.state.lock() (acquired)", 346),
             step("main", "tasks.wait() -> counter 0, returns at once", 383),
         ];
         let explained = Listing {

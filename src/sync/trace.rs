@@ -171,6 +171,12 @@ pub struct Name(Option<Box<str>>);
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Name;
 
+#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
+impl Name {
+    /// No name.
+    pub const NONE: Name = Name;
+}
+
 /// A [`Name`] built by `name` (model builds; never called in the real build).
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 pub fn name<S: Into<String>>(name: impl FnOnce() -> S) -> Name {
@@ -186,6 +192,9 @@ pub fn name<S>(_name: impl FnOnce() -> S) -> Name {
 
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 impl Name {
+    /// No name: the trace uses the type's (`Mutex`, `WaitGroup`).
+    pub const NONE: Name = Name(None);
+
     /// The name, or `default` for an unnamed object.
     pub fn or<'a>(&'a self, default: &'a str) -> &'a str {
         self.0.as_deref().unwrap_or(default)
