@@ -98,17 +98,40 @@ impl RunRecord {
         results: &[(Job, CellResult)],
         elapsed_s: f64,
     ) -> RunRecord {
+        // Only the first caught run of a cell becomes its counterexample
+        // (see `Report::build`): the others keep their figures but not
+        // their report and listing, which would make the JSON ten times
+        // larger. Shards merged in order keep the same first ones.
+        let mut shown: Vec<(&str, &str, &str, &JobKind)> = Vec::new();
+        let cells = results
+            .iter()
+            .map(|(job, original)| {
+                let mut result = original.clone();
+                let key = (
+                    original.checker.as_str(),
+                    original.scenario.as_str(),
+                    original.variant.as_str(),
+                    &job.kind,
+                );
+                if result.report.is_some() {
+                    if shown.contains(&key) {
+                        result.report = None;
+                        result.listing = None;
+                    } else {
+                        shown.push(key);
+                    }
+                }
+                RunCell {
+                    kind: job.kind.clone(),
+                    result,
+                }
+            })
+            .collect();
         RunRecord {
             args: args.clone(),
             checkers: checkers.iter().map(|c| c.to_string()).collect(),
             elapsed_s,
-            cells: results
-                .iter()
-                .map(|(job, result)| RunCell {
-                    kind: job.kind.clone(),
-                    result: result.clone(),
-                })
-                .collect(),
+            cells,
         }
     }
 
@@ -316,10 +339,25 @@ pub(crate) mod tests {
     }
 
     fn verdict(report: &Report) -> serde_json::Value {
+        // Which counterexamples are shown, each with its interleaving (which
+        // seed's is shown depends on the order cells finish, in one run too).
+        let examples: Vec<(&str, &str, &str, bool)> = report
+            .counterexamples
+            .iter()
+            .map(|c| {
+                (
+                    c.checker.as_str(),
+                    c.scenario.as_str(),
+                    c.variant.as_str(),
+                    c.listing.is_some(),
+                )
+            })
+            .collect();
         serde_json::json!({
             "ok": report.ok,
             "problems": report.problems,
             "tables": report.tables,
+            "counterexamples": examples,
         })
     }
 
@@ -336,6 +374,7 @@ pub(crate) mod tests {
             std::time::Duration::from_secs(1),
         );
         assert!(!whole.ok, "the synthetic run has an escape");
+        assert!(!whole.counterexamples.is_empty());
 
         let mut files = Vec::new();
         let dir = std::env::temp_dir().join(format!("wsdrain-shard-test-{}", std::process::id()));
