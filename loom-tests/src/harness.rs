@@ -8,20 +8,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use wsdrain::Bugs;
-use wsdrain::probe::Oracle;
+use wsdrain::probe::{Oracle, Violation};
 
+use crate::cell::{CellOutcome, Checker};
 use crate::listing::{Listing, ListingStyle};
 use crate::scenarios::Scenario;
 
-/// The checker compiled into this build.
-#[cfg(wsdrain_loom)]
-pub const CHECKER: &str = "loom";
-/// The checker compiled into this build.
-#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
-pub const CHECKER: &str = "shuttle";
-/// The checker compiled into this build.
-#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
-pub const CHECKER: &str = "none";
+/// The checker compiled into this build (the harness exists only in model
+/// builds).
+pub const CHECKER: Checker = match Checker::COMPILED {
+    Some(checker) => checker,
+    None => panic!("the harness is built only with a checker's cfg"),
+};
 
 /// How to explore.
 #[derive(Debug, Clone)]
@@ -82,7 +80,16 @@ pub struct Outcome {
 }
 
 static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
-static FIRST_PANIC: Mutex<Option<(String, Listing)>> = Mutex::new(None);
+/// The first panic of a run: its oracle (typed, when the probe raised it),
+/// its message and the interleaving of the execution it happened in.
+#[derive(Debug, Clone)]
+struct Captured {
+    oracle: Option<Oracle>,
+    message: String,
+    listing: Listing,
+}
+
+static FIRST_PANIC: Mutex<Option<Captured>> = Mutex::new(None);
 
 /// Client steps a listing shows at most (the last ones).
 const LISTED_STEPS: usize = 60;
@@ -95,7 +102,7 @@ pub fn install_panic_hook() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let message = payload_text(info.payload());
+            let (oracle, message) = payload_failure(info.payload());
             let mut first = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner());
             let is_first = first.is_none();
             if is_first {
@@ -103,10 +110,11 @@ pub fn install_panic_hook() {
                     .location()
                     .map(|l| format!(" (at {}:{})", l.file(), l.line()))
                     .unwrap_or_default();
-                *first = Some((
-                    format!("{message}{location}"),
-                    Listing::capture(LISTED_STEPS),
-                ));
+                *first = Some(Captured {
+                    oracle,
+                    message: format!("{message}{location}"),
+                    listing: Listing::capture(LISTED_STEPS),
+                });
             }
             let captured = first.clone();
             drop(first);
@@ -115,22 +123,21 @@ pub fn install_panic_hook() {
             }
             // The process may abort right after this hook (loom reports a
             // deadlock with a non-unwinding panic): write the cell now.
-            if is_first
-                && let (Some(pending), Some((message, listing))) =
-                    (crate::cell::pending(), captured)
+            if is_first && let (Some(pending), Some(captured)) = (crate::cell::pending(), captured)
             {
-                crate::cell::write_once(&caught(pending, message, listing));
+                crate::cell::write_once(&caught(pending, captured));
             }
         }));
     });
 }
 
 /// The result of a cell whose run just failed with `message`.
-fn caught(
-    pending: crate::cell::Pending,
-    message: String,
-    listing: Listing,
-) -> crate::cell::CellResult {
+fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::CellResult {
+    let Captured {
+        oracle,
+        message,
+        listing,
+    } = captured;
     let mut result = pending.result;
     let scenario = Scenario::from_name(&result.scenario).expect("a known scenario");
     let bugs = crate::cell::parse_variant(&result.variant).expect("a known variant");
@@ -145,21 +152,16 @@ fn caught(
     #[cfg(not(wsdrain_loom))]
     let artifact = current_artifact();
     let failure = Failure {
-        oracle: Oracle::classify(&message),
+        oracle: oracle.or_else(|| Oracle::classify(&message)),
         message,
         trace: listing.render(ListingStyle::from_env()),
         listing,
         artifact: artifact.clone(),
     };
-    result.result = "caught".into();
+    result.result = CellOutcome::Caught;
     result.executions = executions;
     result.elapsed_ms = crate::cell::ms(pending.started.elapsed());
-    result.oracle = Some(
-        failure
-            .oracle
-            .map_or("unclassified", |o| o.name())
-            .to_owned(),
-    );
+    result.oracle = failure.oracle;
     result.message = Some(failure.message.clone());
     result.listing = Some(failure.listing.clone());
     // A replay reruns only the tail of the exploration (from the last loom
@@ -217,6 +219,16 @@ fn current_artifact() -> Option<PathBuf> {
     }
 }
 
+/// The oracle and message of a panic payload: typed when the probe raised
+/// it (a [`Violation`]); otherwise the text, whose oracle (a `WaitGroup`
+/// misuse, a checker's deadlock report) [`Oracle::classify`] recognises.
+fn payload_failure(payload: &(dyn Any + Send)) -> (Option<Oracle>, String) {
+    match payload.downcast_ref::<Violation>() {
+        Some(violation) => (Some(violation.oracle), violation.message.clone()),
+        None => (None, payload_text(payload)),
+    }
+}
+
 fn payload_text(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -263,10 +275,20 @@ fn run(
     let elapsed = start.elapsed();
     let failure = result.err().map(|payload| {
         let captured = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let (message, listing) =
-            captured.unwrap_or_else(|| (payload_text(&*payload), Listing::default()));
+        let Captured {
+            oracle,
+            message,
+            listing,
+        } = captured.unwrap_or_else(|| {
+            let (oracle, message) = payload_failure(&*payload);
+            Captured {
+                oracle,
+                message,
+                listing: Listing::default(),
+            }
+        });
         Failure {
-            oracle: Oracle::classify(&message),
+            oracle: oracle.or_else(|| Oracle::classify(&message)),
             message,
             trace: listing.render(ListingStyle::from_env()),
             listing,
@@ -508,7 +530,7 @@ impl Failure {
     /// The full, human-readable report of this counterexample.
     pub fn report(
         &self,
-        checker: &str,
+        checker: Checker,
         scenario: Scenario,
         bugs: Bugs,
         executions: usize,

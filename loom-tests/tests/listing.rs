@@ -5,9 +5,15 @@
 
 mod common;
 
+use common::{Bug, Oracle, Scenario};
+
 #[test]
 fn the_seed_bug_is_listed_in_the_order_a_person_tells_it() {
-    let found = common::bug_is_caught("S1", "H5", "drain-barrier");
+    let found = common::bug_is_caught(
+        Scenario::S1CloseVsStream,
+        Bug::AddAfterPublish,
+        Oracle::DrainBarrier,
+    );
     let listing = found.listing.as_ref().expect("the interleaving as data");
     let ops: Vec<(&str, &str)> = listing
         .steps

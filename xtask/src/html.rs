@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use wsdrain_loom_tests::listing::{EdgeKind, Listing};
 
-use crate::report::{Counterexample, Report};
+use crate::report::{Counterexample, Report, Status};
 
 /// Escape text for HTML content and attribute values.
 fn esc(text: &str) -> String {
@@ -80,7 +80,7 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             out,
             "<h3>{}</h3>\n<table class=\"matrix\">\n<tr><th>variant</th>",
-            esc(&table.checker)
+            esc(table.checker.name())
         );
         if let Some(row) = table.rows.first() {
             for cell in &row.cells {
@@ -91,17 +91,20 @@ pub fn render(report: &Report) -> String {
         for row in &table.rows {
             let _ = write!(out, "<tr><th>{}</th>", esc(&row.variant));
             for cell in &row.cells {
-                let class = if cell.status == "n/a" {
-                    "na"
-                } else {
-                    cell.status.as_str()
+                let class = match cell.status {
+                    Status::Pass => "pass",
+                    Status::Caught => "caught",
+                    Status::Incomplete => "incomplete",
+                    Status::Failed => "FAILED",
+                    Status::Escaped => "ESCAPED",
+                    Status::NotApplicable => "na",
                 };
                 let title = cell
                     .note
                     .clone()
-                    .or_else(|| cell.oracle.clone())
+                    .or_else(|| cell.oracle.map(|o| o.name().to_owned()))
                     .unwrap_or_default();
-                let text = esc(&crate::report::cell_text(&table.checker, cell));
+                let text = esc(&crate::report::cell_text(table.checker, cell));
                 let has_example = report.counterexamples.iter().any(|c| {
                     c.checker == table.checker
                         && c.variant == row.variant
@@ -110,7 +113,7 @@ pub fn render(report: &Report) -> String {
                 let text = if has_example {
                     format!(
                         "<a href=\"#{}\">{text}</a>",
-                        esc(&anchor(&table.checker, &row.variant, &cell.scenario))
+                        esc(&anchor(table.checker.name(), &row.variant, &cell.scenario))
                     )
                 } else {
                     text
@@ -162,13 +165,13 @@ fn counterexample(out: &mut String, example: &Counterexample) {
         out,
         "<h3 id=\"{}\">{} / {} / {}</h3>\n<p class=\"meta\">{}</p>",
         esc(&anchor(
-            &example.checker,
+            example.checker.name(),
             &example.variant,
             &example.scenario
         )),
         esc(&example.variant),
         esc(&example.scenario),
-        esc(&example.checker),
+        esc(example.checker.name()),
         esc(headline)
     );
     for line in example.report.lines().skip(1).take(2) {
@@ -443,7 +446,7 @@ pub(crate) mod tests {
         let report = crate::report::Report::build(
             &args,
             &scenarios,
-            &["loom", "shuttle"],
+            &crate::shard::tests::catalogs(),
             whole_run(&args),
             std::time::Duration::from_secs(3),
         );

@@ -6,12 +6,15 @@
 //!   under `target/wsdrain/`. Non-zero exit if the fixed client fails
 //!   anything or a bug escapes.
 //! - `cargo xtask test`: every test suite, the model-checking ones included.
+//! - `cargo xtask release-check`: a plain `cargo build --workspace --release`
+//!   must carry no name of the bug catalog (see `release_check`).
 //! - `cargo xtask replay --checker loom --scenario S1 --bug H5 FILE`: replay
 //!   a counterexample.
 
 mod html;
 mod matrix;
 mod progress;
+mod release_check;
 mod report;
 mod shard;
 
@@ -48,11 +51,14 @@ enum Command {
         #[arg(long, default_value = "target/wsdrain/verify.json")]
         json: PathBuf,
     },
+    /// Prove that a plain `cargo build --workspace --release` contains no
+    /// name of the bug catalog (binaries, rlibs).
+    ReleaseCheck,
     /// Replay a counterexample from its loom checkpoint or shuttle schedule.
     Replay {
         /// `loom` or `shuttle`.
-        #[arg(long)]
-        checker: String,
+        #[arg(long, value_parser = matrix::parse_checker)]
+        checker: wsdrain_loom_tests::cell::Checker,
         /// S1 ... S8.
         #[arg(long)]
         scenario: String,
@@ -67,17 +73,25 @@ enum Command {
     },
 }
 
+/// The cell processes inherit the listing style through their environment.
+fn ask_cells_for_listing(style: &str) {
+    // SAFETY: called from `main` before any thread is started, so nothing
+    // reads the environment concurrently.
+    unsafe { std::env::set_var(wsdrain_loom_tests::listing::ListingStyle::ENV, style) };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Verify(args) => {
             if let Some(style) = &args.listing {
-                let _ = matrix::LISTING.set(style.clone());
+                ask_cells_for_listing(style);
             }
             matrix::verify(&args)
         }
         Command::Merge { files, json } => matrix::merge(&files, &json),
         Command::Test { no_models } => matrix::test(no_models),
+        Command::ReleaseCheck => release_check::run(),
         Command::Replay {
             checker,
             scenario,
@@ -86,9 +100,9 @@ fn main() -> ExitCode {
             listing,
         } => {
             if let Some(style) = listing {
-                let _ = matrix::LISTING.set(style);
+                ask_cells_for_listing(&style);
             }
-            matrix::replay(&checker, &scenario, bug.as_deref(), &artifact)
+            matrix::replay(checker, &scenario, bug.as_deref(), &artifact)
         }
     };
     match result {

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use wsdrain_loom_tests::Scenario;
-use wsdrain_loom_tests::cell::CellResult;
+use wsdrain_loom_tests::cell::{Catalog, CellCommand, CellResult, Checker};
 
 use crate::matrix::{Job, JobKind, VerifyArgs};
 
@@ -83,8 +83,8 @@ pub struct RunCell {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     pub args: VerifyArgs,
-    /// Checkers run, in order.
-    pub checkers: Vec<String>,
+    /// The bug catalog of each checker run, in order.
+    pub catalogs: Vec<Catalog>,
     /// Wall time of this run (shard), s.
     pub elapsed_s: f64,
     pub cells: Vec<RunCell>,
@@ -94,7 +94,7 @@ impl RunRecord {
     /// The record of a run of `results`.
     pub fn new(
         args: &VerifyArgs,
-        checkers: &[&str],
+        catalogs: &[Catalog],
         results: &[(Job, CellResult)],
         elapsed_s: f64,
     ) -> RunRecord {
@@ -102,13 +102,13 @@ impl RunRecord {
         // (see `Report::build`): the others keep their figures but not
         // their report and listing, which would make the JSON ten times
         // larger. Shards merged in order keep the same first ones.
-        let mut shown: Vec<(&str, &str, &str, &JobKind)> = Vec::new();
+        let mut shown: Vec<(Checker, &str, &str, &JobKind)> = Vec::new();
         let cells = results
             .iter()
             .map(|(job, original)| {
                 let mut result = original.clone();
                 let key = (
-                    original.checker.as_str(),
+                    original.checker,
                     original.scenario.as_str(),
                     original.variant.as_str(),
                     &job.kind,
@@ -129,7 +129,7 @@ impl RunRecord {
             .collect();
         RunRecord {
             args: args.clone(),
-            checkers: checkers.iter().map(|c| c.to_string()).collect(),
+            catalogs: catalogs.to_vec(),
             elapsed_s,
             cells,
         }
@@ -147,8 +147,12 @@ impl RunRecord {
             .map(|cell| {
                 (
                     Job {
-                        checker: checker_name(&cell.result.checker),
-                        args: Vec::new(),
+                        checker: cell.result.checker,
+                        // Only what the job was for matters once it ran.
+                        command: match Scenario::from_name(&cell.result.scenario) {
+                            Some(scenario) => CellCommand::run(scenario, &cell.result.variant),
+                            None => CellCommand::catalog(),
+                        },
                         kind: cell.kind.clone(),
                     },
                     cell.result.clone(),
@@ -156,15 +160,6 @@ impl RunRecord {
             })
             .collect()
     }
-
-    /// The checkers, as the report builder takes them.
-    pub fn checker_names(&self) -> Vec<&'static str> {
-        self.checkers.iter().map(|c| checker_name(c)).collect()
-    }
-}
-
-fn checker_name(name: &str) -> &'static str {
-    if name == "loom" { "loom" } else { "shuttle" }
 }
 
 /// The part of a JSON report that `merge` reads.
@@ -224,7 +219,8 @@ fn combine_records(records: Vec<(&Path, RunRecord)>) -> Result<RunRecord, String
                 first_file.display()
             ));
         }
-        if settings_key(&record.args) != key || record.checkers != first.checkers {
+        let checkers = |r: &RunRecord| r.catalogs.iter().map(|c| c.checker).collect::<Vec<_>>();
+        if settings_key(&record.args) != key || checkers(record) != checkers(first) {
             return Err(format!(
                 "{} was run with other settings than {}: shards must be run with the same flags",
                 file.display(),
@@ -281,11 +277,31 @@ pub(crate) mod tests {
         Cli::parse_from(argv).args
     }
 
+    /// A catalog of three bugs for both checkers: H1 applies in S1 and
+    /// S7, H2 only in S1, H8 only in S7.
+    pub(crate) fn catalogs() -> Vec<Catalog> {
+        let bug = |id: &str, not: &[&str]| wsdrain_loom_tests::cell::CatalogBug {
+            id: id.into(),
+            name: format!("bug-{id}"),
+            not_applicable: not
+                .iter()
+                .map(|s| (s.to_string(), "not modelled here".to_string()))
+                .collect(),
+        };
+        Checker::ALL
+            .into_iter()
+            .map(|checker| Catalog {
+                checker,
+                bugs: vec![bug("H1", &[]), bug("H2", &["S7"]), bug("H8", &["S1"])],
+            })
+            .collect()
+    }
+
     fn result(
-        checker: &str,
+        checker: Checker,
         scenario: &str,
         variant: &str,
-        outcome: &str,
+        caught: bool,
         seed: u64,
     ) -> CellResult {
         let mut r = CellResult::new(
@@ -294,10 +310,11 @@ pub(crate) mod tests {
             variant.into(),
             format!("pct depth 3 seed {seed}"),
         );
-        r.result = outcome.into();
         r.executions = 10 + seed as usize;
-        if outcome == "caught" {
-            r.oracle = Some("drain-barrier".into());
+        r.seed = Some(seed);
+        if caught {
+            r.result = wsdrain_loom_tests::cell::CellOutcome::Caught;
+            r.oracle = Some(wsdrain_loom_tests::cell::Oracle::DrainBarrier);
             r.report = Some(format!(
                 "counterexample: {variant} / {scenario} / {checker}, found after {} execution(s)\noracle: drain-barrier\nfailure: oracle[drain-barrier] violated: close() returned while 2 client task(s) still running",
                 r.executions
@@ -315,23 +332,20 @@ pub(crate) mod tests {
     pub(crate) fn whole_run(args: &VerifyArgs) -> Vec<(Job, CellResult)> {
         let scenarios = crate::matrix::selected(args, &Scenario::ALL).unwrap();
         let mut out = Vec::new();
-        for checker in ["loom", "shuttle"] {
-            for job in crate::matrix::jobs(checker, args, &scenarios) {
-                let scenario = job.args[2].clone();
-                let variant = job.args[4].clone();
-                let seed = job
-                    .args
+        for catalog in catalogs() {
+            let checker = catalog.checker;
+            for job in crate::matrix::jobs(checker, &catalog, args, &scenarios) {
+                let argv = job.command.args().to_vec();
+                let scenario = argv[2].clone();
+                let variant = argv[4].clone();
+                let seed = argv
                     .iter()
                     .position(|a| a == "--seed")
-                    .map_or(0, |i| job.args[i + 1].parse().unwrap());
+                    .map_or(0, |i| argv[i + 1].parse().unwrap());
                 // The fixed client passes; H8 escapes shuttle for seed 1.
-                let escaped = checker == "shuttle" && variant == "H8" && seed == 1;
-                let outcome = if variant == "fixed" || escaped {
-                    "pass"
-                } else {
-                    "caught"
-                };
-                let r = result(checker, &scenario, &variant, outcome, seed);
+                let escaped = checker == Checker::Shuttle && variant == "H8" && seed == 1;
+                let caught = variant != "fixed" && !escaped;
+                let r = result(checker, &scenario, &variant, caught, seed);
                 out.push((job, r));
             }
         }
@@ -341,12 +355,12 @@ pub(crate) mod tests {
     fn verdict(report: &Report) -> serde_json::Value {
         // Which counterexamples are shown, each with its interleaving (which
         // seed's is shown depends on the order cells finish, in one run too).
-        let examples: Vec<(&str, &str, &str, bool)> = report
+        let examples: Vec<(Checker, &str, &str, bool)> = report
             .counterexamples
             .iter()
             .map(|c| {
                 (
-                    c.checker.as_str(),
+                    c.checker,
                     c.scenario.as_str(),
                     c.variant.as_str(),
                     c.listing.is_some(),
@@ -369,7 +383,7 @@ pub(crate) mod tests {
         let whole = Report::build(
             &one,
             &scenarios,
-            &["loom", "shuttle"],
+            &catalogs(),
             all.clone(),
             std::time::Duration::from_secs(1),
         );
@@ -387,7 +401,7 @@ pub(crate) mod tests {
                 .unwrap()
                 .select(all.clone(), |(job, _)| crate::matrix::portfolio(job));
             owned += mine.len();
-            let record = RunRecord::new(&shard_args, &["loom", "shuttle"], &mine, 1.0);
+            let record = RunRecord::new(&shard_args, &catalogs(), &mine, 1.0);
             let file = dir.join(format!("shard-{index}.json"));
             let json = serde_json::json!({ "ok": true, "run": record });
             std::fs::write(&file, json.to_string()).unwrap();
@@ -398,7 +412,7 @@ pub(crate) mod tests {
         let rebuilt = Report::build(
             &merged.args,
             &merged.scenarios().unwrap(),
-            &merged.checker_names(),
+            &merged.catalogs,
             merged.results(),
             std::time::Duration::from_secs(1),
         );
@@ -431,7 +445,7 @@ pub(crate) mod tests {
                     .iter()
                     .filter(|(j, _)| crate::matrix::portfolio(j) == crate::matrix::portfolio(job))
                     .count();
-                assert!(!here || whole == total, "{:?} is split", job.args);
+                assert!(!here || whole == total, "{:?} is split", job.command.args());
             }
         }
     }
