@@ -245,8 +245,11 @@ impl<T: Transport> Client<T> {
                 transport,
                 target,
                 config,
-                state: Mutex::new(State::default()),
-                tasks: WaitGroup::new(),
+                state: Mutex::named(
+                    State::default(),
+                    crate::sync::trace::name(|| "client.state"),
+                ),
+                tasks: WaitGroup::named(crate::sync::trace::name(|| "tasks")),
                 probe: Probe::new("client"),
                 next_stream: IdCounter::new(),
             }),

@@ -118,8 +118,8 @@ impl StreamManager {
         let shared = Arc::new(ManagerShared {
             stop: CloseSignal::new(),
             wait_requested: CloseSignal::new(),
-            merged: Mutex::new(None),
-            wg: WaitGroup::new(),
+            merged: Mutex::named(None, crate::sync::trace::name(|| "manager.merged")),
+            wg: WaitGroup::named(crate::sync::trace::name(|| "manager.wg")),
             probe: Probe::new("stream manager"),
             #[cfg(wsdrain_bugs)]
             bugs: client.bugs(),

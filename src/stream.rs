@@ -77,7 +77,7 @@ impl StreamInner {
             id,
             closed: CloseSignal::new(),
             input: Queue::new(capacity),
-            wg: WaitGroup::new(),
+            wg: WaitGroup::named(crate::sync::trace::name(|| format!("stream#{id}.wg"))),
             reader_task: SetOnce::new(),
             reader_released: AtomicBool::new(false),
             end: SetOnce::new(),

@@ -140,6 +140,9 @@ pub struct CellResult {
     pub message: Option<String>,
     /// The readable counterexample (oracle, failure, interleaving, replay).
     pub report: Option<String>,
+    /// The failing interleaving as data (for the HTML report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<crate::listing::Listing>,
     /// The file that replays it.
     pub artifact: Option<PathBuf>,
     /// The command that replays it.
@@ -162,6 +165,7 @@ impl CellResult {
             oracle: None,
             message: None,
             report: None,
+            listing: None,
             artifact: None,
             replay: None,
         }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use wsdrain::Bugs;
 use wsdrain::probe::{Oracle, Violation};
-use wsdrain::sync::trace;
 
 use crate::cell::{CellOutcome, Checker};
+use crate::listing::{Listing, ListingStyle};
 use crate::scenarios::Scenario;
 
 /// The checker compiled into this build (the harness exists only in model
@@ -58,8 +58,10 @@ pub struct Failure {
     pub oracle: Option<Oracle>,
     /// The panic message.
     pub message: String,
-    /// The interleaving that led there (trimmed).
+    /// The interleaving that led there (trimmed), as listed.
     pub trace: String,
+    /// The same interleaving as data.
+    pub listing: Listing,
     /// The file that replays it (loom checkpoint or shuttle schedule).
     pub artifact: Option<PathBuf>,
 }
@@ -79,15 +81,18 @@ pub struct Outcome {
 
 static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
 /// The first panic of a run: its oracle (typed, when the probe raised it),
-/// its message and the trace of the execution it happened in.
+/// its message and the interleaving of the execution it happened in.
 #[derive(Debug, Clone)]
 struct Captured {
     oracle: Option<Oracle>,
     message: String,
-    trace: String,
+    listing: Listing,
 }
 
 static FIRST_PANIC: Mutex<Option<Captured>> = Mutex::new(None);
+
+/// Client steps a listing shows at most (the last ones).
+const LISTED_STEPS: usize = 60;
 
 /// Install (once) the panic hook that captures the first failure of a run
 /// together with the trace of the execution it happened in. It stays quiet
@@ -108,7 +113,7 @@ pub fn install_panic_hook() {
                 *first = Some(Captured {
                     oracle,
                     message: format!("{message}{location}"),
-                    trace: trace::render(60),
+                    listing: Listing::capture(LISTED_STEPS),
                 });
             }
             let captured = first.clone();
@@ -131,14 +136,15 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
     let Captured {
         oracle,
         message,
-        trace,
+        listing,
     } = captured;
     let mut result = pending.result;
     let scenario = Scenario::from_name(&result.scenario).expect("a known scenario");
     let bugs = crate::cell::parse_variant(&result.variant).expect("a known variant");
     let executions = pending.executions_before + EXECUTIONS.load(Ordering::SeqCst);
+    let replaying = result.strategy.starts_with("replay");
     #[cfg(wsdrain_loom)]
-    let artifact = if result.strategy.starts_with("replay") {
+    let artifact = if replaying {
         result.artifact.clone()
     } else {
         current_artifact().map(|checkpoint| save_replay_meta(&checkpoint, result.bound))
@@ -148,7 +154,8 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
     let failure = Failure {
         oracle: oracle.or_else(|| Oracle::classify(&message)),
         message,
-        trace,
+        trace: listing.render(ListingStyle::from_env()),
+        listing,
         artifact: artifact.clone(),
     };
     result.result = CellOutcome::Caught;
@@ -156,12 +163,44 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
     result.elapsed_ms = crate::cell::ms(pending.started.elapsed());
     result.oracle = failure.oracle;
     result.message = Some(failure.message.clone());
-    result.report = Some(failure.report(CHECKER, scenario, bugs, executions));
+    result.listing = Some(failure.listing.clone());
+    // A replay reruns only the tail of the exploration (from the last loom
+    // checkpoint, or shuttle's one schedule): it reports the number the
+    // original run found the failure at, which it left next to the artifact.
+    let found_after = if replaying {
+        result
+            .artifact
+            .as_deref()
+            .and_then(read_found_after)
+            .unwrap_or(executions)
+    } else {
+        if let Some(artifact) = &artifact {
+            let _ = std::fs::write(found_after_path(artifact), executions.to_string());
+        }
+        executions
+    };
+    result.report = Some(failure.report(CHECKER, scenario, bugs, found_after));
     result.replay = artifact
         .as_deref()
         .map(|a| replay_command(scenario, bugs, a));
     result.artifact = artifact;
     result
+}
+
+/// Where the execution count of a failure is kept, next to its artifact.
+fn found_after_path(artifact: &Path) -> PathBuf {
+    let mut path = artifact.as_os_str().to_owned();
+    path.push(".found-after");
+    PathBuf::from(path)
+}
+
+/// The execution count the original run found the failure of `artifact` at.
+fn read_found_after(artifact: &Path) -> Option<usize> {
+    std::fs::read_to_string(found_after_path(artifact))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(wsdrain_loom)]
@@ -239,19 +278,20 @@ fn run(
         let Captured {
             oracle,
             message,
-            trace,
+            listing,
         } = captured.unwrap_or_else(|| {
             let (oracle, message) = payload_failure(&*payload);
             Captured {
                 oracle,
                 message,
-                trace: String::new(),
+                listing: Listing::default(),
             }
         });
         Failure {
             oracle: oracle.or_else(|| Oracle::classify(&message)),
             message,
-            trace,
+            trace: listing.render(ListingStyle::from_env()),
+            listing,
             artifact,
         }
     });
@@ -449,7 +489,11 @@ fn newest_schedule(dir: &Path) -> Option<PathBuf> {
     std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("schedule"))
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("schedule") && !name.ends_with(".found-after")
+        })
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
         .map(|e| e.path())
 }
@@ -504,10 +548,11 @@ impl Failure {
              failure: {}\n\n{}",
             self.message, self.trace
         );
-        if checker == Checker::Loom {
+        if self.listing.is_weak() {
             out.push_str(
                 "(loom explores the C11 memory model: a load may return an older value than the \
-                 latest store listed above when no happens-before edge orders them)\n",
+                 latest store listed above when no happens-before edge orders them; no \
+                 sequentially consistent order of these steps explains this execution)\n",
             );
         }
         if let Some(artifact) = &self.artifact {

@@ -17,6 +17,7 @@ compile_error!(
 pub mod cell;
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 pub mod harness;
+pub mod listing;
 pub mod scenarios;
 
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]

@@ -18,6 +18,21 @@ fn same_failure(scenario: Scenario, bug: Bug, oracle: Oracle) {
         "replay ran {} executions",
         replayed.executions
     );
+    // The replay names the execution the original run failed at, not the
+    // count of its own (shorter) rerun.
+    let headline = |report: &Option<String>| {
+        report
+            .as_deref()
+            .and_then(|r| r.lines().next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(headline(&replayed.report), headline(&found.report));
+    assert!(
+        headline(&found.report).contains(&format!("found after {} execution(s)", found.executions)),
+        "{:?}",
+        found.report
+    );
     assert_eq!(replayed.oracle, found.oracle);
     assert_eq!(replayed.message, found.message);
     let interleaving = |report: &Option<String>| {

@@ -21,7 +21,7 @@ mod imp {
     pub struct Step {
         /// The task's label ("main", "reader#1", ...).
         pub task: String,
-        /// The operation, e.g. `WaitGroup::add(2)`.
+        /// The operation, e.g. `tasks.add(2) -> counter 2, waiters 0`.
         pub op: String,
         /// Where the client code called it.
         pub location: &'static Location<'static>,
@@ -159,6 +159,47 @@ pub type Loc = &'static std::panic::Location<'static>;
 #[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
 #[derive(Debug, Clone, Copy)]
 pub struct Loc;
+
+/// The name an object (a wait group, ...) goes by in the trace, e.g.
+/// `stream#1.wg`, so that two objects' steps never read the same. Model
+/// builds only; nothing in the real build.
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+#[derive(Debug, Clone, Default)]
+pub struct Name(Option<Box<str>>);
+/// The name an object goes by in the trace (nothing in the real build).
+#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Name;
+
+#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
+impl Name {
+    /// No name.
+    pub const NONE: Name = Name;
+}
+
+/// A [`Name`] built by `name` (model builds; never called in the real build).
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+pub fn name<S: Into<String>>(name: impl FnOnce() -> S) -> Name {
+    Name(Some(name().into().into_boxed_str()))
+}
+
+/// A [`Name`] built by `name` (model builds; never called in the real build).
+#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
+#[inline(always)]
+pub fn name<S>(_name: impl FnOnce() -> S) -> Name {
+    Name
+}
+
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+impl Name {
+    /// No name: the trace uses the type's (`Mutex`, `WaitGroup`).
+    pub const NONE: Name = Name(None);
+
+    /// The name, or `default` for an unnamed object.
+    pub fn or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.0.as_deref().unwrap_or(default)
+    }
+}
 
 /// The caller's location (model builds) or nothing (real build).
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]

@@ -66,6 +66,9 @@ pub struct WaitGroup {
     /// One word, as in Go, so `add` sees both in a single atomic step.
     state: AtomicU64,
     waiters: Mutex<Released>,
+    /// What the trace calls it (`tasks`, `stream#1.wg`).
+    #[cfg_attr(not(any(wsdrain_loom, wsdrain_shuttle)), allow(dead_code))]
+    name: super::trace::Name,
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +93,15 @@ impl WaitGroup {
     /// A wait group at zero.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A wait group at zero that the model trace calls `name` (e.g.
+    /// `stream#1.wg`), so two groups' steps never read the same.
+    pub fn named(name: super::trace::Name) -> Self {
+        Self {
+            name,
+            ..Self::default()
+        }
     }
 
     /// Add `delta` (which may be negative) to the counter.
@@ -118,7 +130,14 @@ impl WaitGroup {
         let (v, w) = (counter(state), waiters(state));
         #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
         super::trace::record(
-            || format!("WaitGroup::add({delta}) -> counter {v}, waiters {w}"),
+            || {
+                let name = self.name.or("WaitGroup");
+                if delta == -1 {
+                    format!("{name}.done() -> counter {v}, waiters {w}")
+                } else {
+                    format!("{name}.add({delta}) -> counter {v}, waiters {w}")
+                }
+            },
             location,
         );
         if v < 0 {
@@ -199,7 +218,7 @@ impl Future for Wait<'_> {
                 let mut state = group.state.load(Ordering::Acquire);
                 if counter(state) == 0 {
                     this.finished = true;
-                    this.trace("WaitGroup::wait -> counter 0, returns at once");
+                    this.trace("wait() -> counter 0, returns at once");
                     return Poll::Ready(());
                 }
                 let mut released = group.waiters.lock();
@@ -211,7 +230,7 @@ impl Future for Wait<'_> {
                 loop {
                     if counter(state) == 0 {
                         this.finished = true;
-                        this.trace("WaitGroup::wait -> counter 0, returns at once");
+                        this.trace("wait() -> counter 0, returns at once");
                         return Poll::Ready(());
                     }
                     match group.state.compare_exchange_weak(
@@ -227,10 +246,7 @@ impl Future for Wait<'_> {
                 let key = released.wakers.park(None, cx.waker());
                 this.registration = Some((released.generation, key));
                 drop(released);
-                this.trace(format!(
-                    "WaitGroup::wait -> parked at counter {}",
-                    counter(state)
-                ));
+                this.trace(format!("wait() -> parked at counter {}", counter(state)));
                 Poll::Pending
             }
             Some((generation, key)) => {
@@ -247,7 +263,7 @@ impl Future for Wait<'_> {
                 if group.state.load(Ordering::Acquire) != 0 {
                     panic!("WaitGroup is reused before previous wait has returned");
                 }
-                this.trace("WaitGroup::wait -> released");
+                this.trace("wait() -> released");
                 Poll::Ready(())
             }
         }
@@ -257,7 +273,8 @@ impl Future for Wait<'_> {
 impl Wait<'_> {
     #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
     fn trace<S: Into<String>>(&self, op: S) {
-        super::trace::record(|| op, self.location);
+        let name = self.group.name.or("WaitGroup");
+        super::trace::record(|| format!("{name}.{}", op.into()), self.location);
     }
 
     #[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]

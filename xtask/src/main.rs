@@ -11,9 +11,12 @@
 //! - `cargo xtask replay --checker loom --scenario S1 --bug H5 FILE`: replay
 //!   a counterexample.
 
+mod html;
 mod matrix;
+mod progress;
 mod release_check;
 mod report;
+mod shard;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +41,16 @@ enum Command {
         #[arg(long)]
         no_models: bool,
     },
+    /// Combine the JSON reports of `verify --shard I/N` runs (all N of
+    /// them) into the table and verdict of one run.
+    Merge {
+        /// The shards' JSON reports.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write the merged JSON report.
+        #[arg(long, default_value = "target/wsdrain/verify.json")]
+        json: PathBuf,
+    },
     /// Prove that a plain `cargo build --workspace --release` contains no
     /// name of the bug catalog (binaries, rlibs).
     ReleaseCheck,
@@ -54,13 +67,29 @@ enum Command {
         bug: Option<String>,
         /// The checkpoint (loom) or schedule (shuttle) file.
         artifact: PathBuf,
+        /// How to list the interleaving: `columns` or `single`.
+        #[arg(long, env = "WSDRAIN_LISTING", value_parser = ["columns", "single"])]
+        listing: Option<String>,
     },
+}
+
+/// The cell processes inherit the listing style through their environment.
+fn ask_cells_for_listing(style: &str) {
+    // SAFETY: called from `main` before any thread is started, so nothing
+    // reads the environment concurrently.
+    unsafe { std::env::set_var(wsdrain_loom_tests::listing::ListingStyle::ENV, style) };
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Verify(args) => matrix::verify(&args),
+        Command::Verify(args) => {
+            if let Some(style) = &args.listing {
+                ask_cells_for_listing(style);
+            }
+            matrix::verify(&args)
+        }
+        Command::Merge { files, json } => matrix::merge(&files, &json),
         Command::Test { no_models } => matrix::test(no_models),
         Command::ReleaseCheck => release_check::run(),
         Command::Replay {
@@ -68,7 +97,13 @@ fn main() -> ExitCode {
             scenario,
             bug,
             artifact,
-        } => matrix::replay(checker, &scenario, bug.as_deref(), &artifact),
+            listing,
+        } => {
+            if let Some(style) = listing {
+                ask_cells_for_listing(&style);
+            }
+            matrix::replay(checker, &scenario, bug.as_deref(), &artifact)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -6,14 +6,15 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use wsdrain_loom_tests::Scenario;
 use wsdrain_loom_tests::cell::{Catalog, CellCommand, CellResult, Checker};
 
+use crate::progress::Progress;
 use crate::report::{self, Report};
+use crate::shard::{RunRecord, Shard};
 
 /// Knobs of `cargo xtask verify`.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VerifyArgs {
     /// loom: preemption bound for the exhaustive runs of the fixed client
     /// (default: per scenario, the largest that finishes within a minute here).
@@ -48,9 +49,19 @@ pub struct VerifyArgs {
     /// Only these checkers (`loom`, `shuttle`).
     #[arg(long, value_parser = parse_checker)]
     pub checker: Vec<Checker>,
-    /// Where to write the JSON report.
+    /// Where to write the JSON report (with `--shard I/N`, by default
+    /// `target/wsdrain/verify-shard-I-of-N.json`).
     #[arg(long, default_value = "target/wsdrain/verify.json")]
     pub json: PathBuf,
+    /// Run only shard I of N of the cells (e.g. `--shard 2/4`, one per CI
+    /// machine); `cargo xtask merge` combines the shards' JSON reports.
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// How counterexamples list their interleaving: `columns` (one per
+    /// task) or `single` (one line per step, task first).
+    #[arg(long, env = "WSDRAIN_LISTING", value_parser = ["columns", "single"])]
+    #[serde(skip)]
+    pub listing: Option<String>,
 }
 
 /// A checker by name, for the command line.
@@ -67,7 +78,7 @@ pub struct Job {
     pub kind: JobKind,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum JobKind {
     Fixed,
     Bug { depth: usize },
@@ -113,7 +124,7 @@ pub fn catalog(binary: &Path) -> Result<Catalog, String> {
     CellCommand::catalog().execute_catalog(binary)
 }
 
-fn selected(args: &VerifyArgs, all: &[Scenario]) -> Result<Vec<Scenario>, String> {
+pub(crate) fn selected(args: &VerifyArgs, all: &[Scenario]) -> Result<Vec<Scenario>, String> {
     if args.scenario.is_empty() {
         return Ok(all.to_vec());
     }
@@ -124,7 +135,7 @@ fn selected(args: &VerifyArgs, all: &[Scenario]) -> Result<Vec<Scenario>, String
 }
 
 /// The jobs of the matrix for one checker.
-fn jobs(
+pub(crate) fn jobs(
     checker: Checker,
     catalog: &Catalog,
     args: &VerifyArgs,
@@ -188,6 +199,16 @@ fn jobs(
     jobs
 }
 
+/// The jobs judged together: a shuttle seed's schedulers (PCT depth 2, 3
+/// and random) form one portfolio; every other job stands alone.
+pub(crate) fn portfolio(job: &Job) -> (Checker, Vec<String>) {
+    let mut args = job.command.args().to_vec();
+    if let Some(at) = args.iter().position(|a| a == "--depth") {
+        args.drain(at..(at + 2).min(args.len()));
+    }
+    (job.checker, args)
+}
+
 /// `cargo xtask verify`.
 pub fn verify(args: &VerifyArgs) -> Result<bool, String> {
     let scenarios = selected(args, &Scenario::ALL)?;
@@ -208,19 +229,85 @@ pub fn verify(args: &VerifyArgs) -> Result<bool, String> {
             all_jobs.push((binary.clone(), job));
         }
     }
+    if let Some(shard) = args.shard {
+        let total = all_jobs.len();
+        all_jobs = shard.select(all_jobs, |(_, job)| portfolio(job));
+        eprintln!("shard {shard}: {} of the {total} cells", all_jobs.len());
+    }
     let catalogs: Vec<Catalog> = built.into_iter().map(|(_, _, c)| c).collect();
     // Bound-finding runs fill whole minutes: keep them to one at a time by
     // putting them last; everything else runs in parallel.
     all_jobs.sort_by_key(|(_, job)| matches!(job.kind, JobKind::Bound { .. }));
     let results = run_all(all_jobs, args.jobs)?;
-    let report = Report::build(args, &scenarios, &catalogs, results, started.elapsed());
+    let record = RunRecord::new(args, &catalogs, &results, started.elapsed().as_secs_f64());
+    let mut report = Report::build(args, &scenarios, &catalogs, results, started.elapsed());
+    report.run = Some(record);
+    let json_path = match args.shard {
+        Some(shard) if args.json == Path::new("target/wsdrain/verify.json") => {
+            PathBuf::from(format!(
+                "target/wsdrain/verify-shard-{}-of-{}.json",
+                shard.index, shard.count
+            ))
+        }
+        _ => args.json.clone(),
+    };
+    write_report(&report, &json_path)?;
+    if let Some(shard) = args.shard {
+        println!(
+            "shard {shard}: {} cells run, {} problem(s) among them; `cargo xtask merge` the {} shards' JSON reports for the table and the verdict",
+            report.run.as_ref().map_or(0, |r| r.cells.len()),
+            report.problems.len(),
+            shard.count
+        );
+        return Ok(report.ok);
+    }
     report::print(&report);
-    if let Some(dir) = args.json.parent() {
+    Ok(report.ok)
+}
+
+/// Write the JSON report to `path` and the HTML report next to it
+/// (`verify.json` -> `report.html`, `NAME.json` -> `NAME.html`).
+pub fn write_report(report: &Report, path: &Path) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     }
-    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-    std::fs::write(&args.json, json).map_err(|e| format!("write {}: {e}", args.json.display()))?;
-    eprintln!("report written to {}", args.json.display());
+    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    std::fs::write(path, json).map_err(|e| format!("write {}: {e}", path.display()))?;
+    let html_path = html_path(path);
+    std::fs::write(&html_path, crate::html::render(report))
+        .map_err(|e| format!("write {}: {e}", html_path.display()))?;
+    eprintln!(
+        "report written to {} and {}",
+        path.display(),
+        html_path.display()
+    );
+    Ok(())
+}
+
+/// Where the HTML report of the JSON report at `json` goes.
+pub fn html_path(json: &Path) -> PathBuf {
+    if json.file_name().is_some_and(|n| n == "verify.json") {
+        json.with_file_name("report.html")
+    } else {
+        json.with_extension("html")
+    }
+}
+
+/// `cargo xtask merge`: the table and verdict of the shards' reports together.
+pub fn merge(files: &[PathBuf], json: &Path) -> Result<bool, String> {
+    let record = crate::shard::combine(files)?;
+    let scenarios = record.scenarios()?;
+    let report = Report::build(
+        &record.args,
+        &scenarios,
+        &record.catalogs,
+        record.results(),
+        std::time::Duration::from_secs_f64(record.elapsed_s),
+    );
+    let mut report = report;
+    report.run = Some(record);
+    write_report(&report, json)?;
+    report::print(&report);
     Ok(report.ok)
 }
 
@@ -229,12 +316,7 @@ fn run_all(
     parallel: Option<usize>,
 ) -> Result<Vec<(Job, CellResult)>, String> {
     let total = jobs.len();
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} cells  {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let progress = Progress::new(total);
     let queue = Arc::new(Mutex::new(jobs.into_iter().collect::<VecDeque<_>>()));
     let results = Arc::new(Mutex::new(Vec::with_capacity(total)));
     let errors = Arc::new(Mutex::new(Vec::new()));
@@ -242,28 +324,36 @@ fn run_all(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
     std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let (queue, results, errors, bar) = (&queue, &results, &errors, &bar);
-            scope.spawn(move || {
-                loop {
-                    let Some((binary, job)) = queue.lock().unwrap().pop_front() else {
-                        break;
-                    };
-                    bar.set_message(format!(
-                        "{} {}",
-                        job.checker,
-                        job.command.args()[2..].join(" ")
-                    ));
-                    match job.command.execute(&binary) {
-                        Ok(result) => results.lock().unwrap().push((job, result)),
-                        Err(e) => errors.lock().unwrap().push(e),
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (queue, results, errors, progress) = (&queue, &results, &errors, &progress);
+                scope.spawn(move || {
+                    loop {
+                        let Some((binary, job)) = queue.lock().unwrap().pop_front() else {
+                            break;
+                        };
+                        progress.started();
+                        match job.command.execute(&binary) {
+                            Ok(result) => {
+                                progress.finished(result.executions);
+                                results.lock().unwrap().push((job, result));
+                            }
+                            Err(e) => {
+                                progress.finished(0);
+                                errors.lock().unwrap().push(e);
+                            }
+                        }
                     }
-                    bar.inc(1);
-                }
-            });
+                })
+            })
+            .collect();
+        let ticker = scope.spawn(|| progress.ticker());
+        for handle in handles {
+            let _ = handle.join();
         }
+        progress.finish();
+        let _ = ticker.join();
     });
-    bar.finish_and_clear();
     let errors = Arc::try_unwrap(errors).unwrap().into_inner().unwrap();
     if !errors.is_empty() {
         return Err(errors.join("\n"));

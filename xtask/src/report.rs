@@ -94,6 +94,8 @@ pub struct Counterexample {
     pub variant: String,
     pub report: String,
     pub replay: Option<String>,
+    /// The interleaving as data (drawn in the HTML report).
+    pub listing: Option<wsdrain_loom_tests::listing::Listing>,
 }
 
 impl Counterexample {
@@ -105,6 +107,7 @@ impl Counterexample {
             variant: run.variant.clone(),
             report: report.to_owned(),
             replay: run.replay.clone(),
+            listing: run.listing.clone(),
         }
     }
 }
@@ -121,6 +124,8 @@ pub struct Report {
     /// loom: per scenario, the largest bound that finished within the limit.
     pub largest_bounds: Vec<(String, Option<usize>)>,
     pub counterexamples: Vec<Counterexample>,
+    /// The cells and settings it was built from (what `merge` reads).
+    pub run: Option<crate::shard::RunRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -409,6 +414,7 @@ impl Report {
             budgets,
             largest_bounds,
             counterexamples,
+            run: None,
         }
     }
 }
@@ -441,7 +447,7 @@ fn time(ms: f64) -> String {
     }
 }
 
-fn cell_text(checker: Checker, cell: &Cell) -> String {
+pub(crate) fn cell_text(checker: Checker, cell: &Cell) -> String {
     match cell.status {
         Status::NotApplicable => "n/a".into(),
         Status::Pass => format!(
