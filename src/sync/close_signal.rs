@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use super::atomic::{AtomicBool, Ordering};
 use super::waiters::{Waiters, wake_all};
@@ -87,6 +87,7 @@ impl CloseSignal {
         Closed {
             signal: self,
             key: None,
+            parked: None,
         }
     }
 }
@@ -97,6 +98,8 @@ impl CloseSignal {
 pub struct Closed<'a> {
     signal: &'a CloseSignal,
     key: Option<u64>,
+    /// The waker parked under `key`, to re-poll without the lock.
+    parked: Option<Waker>,
 }
 
 impl Future for Closed<'_> {
@@ -110,6 +113,16 @@ impl Future for Closed<'_> {
             this.key = None;
             return Poll::Ready(());
         }
+        // Parked already, with a waker that wakes the same task: it is still
+        // parked (only `close` takes it, and it sets the flag first, which
+        // we just saw unset), so there is nothing to update. This keeps a
+        // select over a busy read and this signal lock-free.
+        if this.key.is_some()
+            && let Some(parked) = &this.parked
+            && parked.will_wake(cx.waker())
+        {
+            return Poll::Pending;
+        }
         let mut state = this.signal.inner.state.lock();
         // Re-check under the lock (`close` decides under it): either we see
         // it closed, or our waker is parked before `close` takes them.
@@ -118,6 +131,11 @@ impl Future for Closed<'_> {
             return Poll::Ready(());
         }
         this.key = Some(state.waiters.park(this.key, cx.waker()));
+        drop(state);
+        match &mut this.parked {
+            Some(parked) => parked.clone_from(cx.waker()),
+            slot => *slot = Some(cx.waker().clone()),
+        }
         Poll::Pending
     }
 }

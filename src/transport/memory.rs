@@ -311,12 +311,18 @@ impl Drop for MemoryReader {
 }
 
 impl FrameWriter for MemoryWriter {
-    async fn send(&mut self, text: String) -> Result<()> {
+    /// Straight into the upward queue (the server sees it at once): the
+    /// queue is the connection, there is no buffer to flush.
+    async fn feed(&mut self, text: String) -> Result<()> {
         self.conn
             .up
             .send(text)
             .await
             .map_err(|_| Error::Transport("connection closed".into()))
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        Ok(())
     }
 
     async fn close(self) {
