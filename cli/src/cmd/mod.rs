@@ -2,6 +2,7 @@
 
 mod serve;
 mod stream;
+mod token;
 mod units;
 
 use std::process::ExitCode;

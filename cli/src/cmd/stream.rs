@@ -41,9 +41,13 @@ pub(crate) struct StreamArgs {
     /// The agent's base URL, http://HOST:PORT (the stream is at /api/v1/workspace/stream).
     #[arg(long)]
     url: String,
-    /// Bearer token to send (empty: none).
+    /// Bearer token to send (empty: none). Default: read from --token-file.
     #[arg(long, env = "WSDRAIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the token from this file (one trailing newline is trimmed). Default
+    /// for a loopback URL: the file `wsdrain serve` saved for that port, if any.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
     /// Bound on TCP connect plus the WebSocket handshake (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     connect_timeout: Duration,
@@ -122,7 +126,24 @@ pub(crate) async fn run(args: StreamArgs) -> u8 {
         .with_max_message_size(args.max_message_size)
         // A SIGINT must end the process within a second, stuck server or not.
         .with_close_timeout(Duration::from_millis(300));
-    if let Some(token) = args.token.filter(|t| !t.is_empty()) {
+    let token = match args.token.filter(|t| !t.is_empty()) {
+        Some(token) => Some(token),
+        None => match &args.token_file {
+            Some(path) => match super::token::load(path) {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    eprintln!(
+                        "wsdrain: error: cannot read the token file {}: {error}",
+                        path.display()
+                    );
+                    return exit::USAGE;
+                }
+            },
+            None => super::token::default_for_url(&args.url)
+                .and_then(|path| super::token::load(&path).ok()),
+        },
+    };
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
         config = config.with_token(token);
     }
     let client = match Client::with_config(&args.url, config) {
