@@ -1,15 +1,14 @@
 //! Keeps one client's workspace stream connected, reconnecting with backoff.
 
 use std::pin::pin;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures_util::future::{Either, select};
 
-use crate::bugs::Bug;
 use crate::client::Client;
 use crate::handler::Handler;
 use crate::probe::{Probe, Role, Ticket};
+use crate::sync::unchecked::{SetOnce, StatCounter};
 use crate::sync::{Arc, CloseSignal, Mutex, WaitGroup, jitter, sleep, spawn};
 use crate::transport::Transport;
 use crate::{Error, StreamEnd};
@@ -54,7 +53,8 @@ impl ManagerConfig {
 
 /// Keeps a client's workspace stream connected: connects, and when the
 /// server drops the stream, reconnects with capped exponential backoff and
-/// jitter, until stopped.
+/// jitter, until stopped, or until a dial fails in a way retrying cannot
+/// cure (a refused token, a bad URL, ...: see [`gave_up`](Self::gave_up)).
 ///
 /// [`stop`](Self::stop) asks it to stop; [`wait`](Self::wait) stops it too
 /// and is an absolute drain barrier: when it returns, every task the manager
@@ -82,9 +82,12 @@ struct ManagerShared {
     merged: Mutex<Option<CloseSignal>>,
     wg: WaitGroup,
     probe: Probe,
+    #[cfg(wsdrain_bugs)]
     bugs: crate::bugs::Bugs,
-    connects: std::sync::atomic::AtomicU64,
-    gave_up: OnceLock<Error>,
+    /// Reported by `connects()`, never read by the manager.
+    connects: StatCounter,
+    /// Set by the supervisor as it exits; read by the user.
+    gave_up: SetOnce<Error>,
 }
 
 /// Counts a manager task out of the probe and the wait group, even on panic.
@@ -118,9 +121,10 @@ impl StreamManager {
             merged: Mutex::new(None),
             wg: WaitGroup::new(),
             probe: Probe::new("stream manager"),
-            bugs: client_bugs(&client),
-            connects: std::sync::atomic::AtomicU64::new(0),
-            gave_up: OnceLock::new(),
+            #[cfg(wsdrain_bugs)]
+            bugs: client.bugs(),
+            connects: StatCounter::new(),
+            gave_up: SetOnce::new(),
         });
         // Counted before the task exists, so a wait() right after start
         // covers it.
@@ -159,20 +163,26 @@ impl StreamManager {
 
     /// How many times a stream was connected.
     pub fn connects(&self) -> u64 {
-        self.shared
-            .connects
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.connects.get()
     }
 
-    /// Why the manager gave up, if it did ([`Error::RetriesExhausted`], or
-    /// [`Error::ClientClosed`] when the client was closed under it).
+    /// Why the manager gave up, if it did: [`Error::RetriesExhausted`] after
+    /// `max_consecutive_failures` transient failures, [`Error::ClientClosed`]
+    /// when the client was closed under it, or the first dial error that
+    /// retrying cannot cure (see [`Error::is_transient`]), e.g.
+    /// [`Error::Unauthorized`], [`Error::InvalidUrl`], an
+    /// [`Error::UpgradeRejected`] with 404, or [`Error::AlreadyConnected`]
+    /// when someone else holds the client's stream (the manager must own it).
     pub fn gave_up(&self) -> Option<&Error> {
         self.shared.gave_up.get()
     }
 }
 
-fn client_bugs<T: Transport>(client: &Client<T>) -> crate::bugs::Bugs {
-    client.bugs()
+#[cfg(wsdrain_bugs)]
+impl ManagerShared {
+    fn bugs(&self) -> crate::bugs::Bugs {
+        self.bugs
+    }
 }
 
 /// The merged stop signal; the first call spawns the merger task that
@@ -187,7 +197,7 @@ fn merged_stop(shared: &Arc<ManagerShared>) -> CloseSignal {
     *slot = Some(merged.clone());
     drop(slot);
     // H6 is this line missing: the merger outlives wait().
-    let tracked = !shared.bugs.on(Bug::UntrackedHelperTask);
+    let tracked = !bug!(shared, UntrackedHelperTask);
     if tracked {
         shared.wg.add(1);
     }
@@ -227,9 +237,7 @@ async fn supervise<T, F, H>(
     while !stop.is_closed() {
         match client.stream_workspace(make_handler()).await {
             Ok(stream) => {
-                shared
-                    .connects
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.connects.increment();
                 failures = 0;
                 backoff = config.initial_backoff;
                 if let Either::Right(_) = select(pin!(stream.done()), pin!(stop.closed())).await {
@@ -246,7 +254,15 @@ async fn supervise<T, F, H>(
                 }
             }
             Err(Error::ClientClosed | Error::ClosedDuringDial) => {
-                let _ = shared.gave_up.set(Error::ClientClosed);
+                shared.gave_up.set(Error::ClientClosed);
+                break;
+            }
+            // Retrying cannot succeed (a refused token, a bad URL, a 404,
+            // the client's stream taken by someone else): stop at once and
+            // say why, instead of failing every backoff for ever.
+            Err(error) if !error.is_transient() => {
+                tracing::warn!(%error, "giving up on the workspace stream: retrying cannot succeed");
+                let _ = shared.gave_up.set(error);
                 break;
             }
             Err(error) => {
@@ -257,7 +273,7 @@ async fn supervise<T, F, H>(
                     .is_some_and(|max| failures >= max)
                 {
                     tracing::warn!(%error, failures, "giving up on the workspace stream");
-                    let _ = shared.gave_up.set(Error::RetriesExhausted {
+                    shared.gave_up.set(Error::RetriesExhausted {
                         attempts: failures,
                         last: Box::new(error),
                     });

@@ -2,19 +2,18 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
-use std::sync::OnceLock;
 use std::task::Poll;
 
 use futures_util::future::{Either, select};
 
-use crate::bugs::Bug;
 use crate::client::Shared;
 use crate::handler::{Event, Handler, Skipped};
 use crate::probe::Role;
 use crate::protocol::{Envelope, Message};
 use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::unchecked::{PlainArc, SetOnce};
 use crate::sync::{Arc, CloseSignal, Closed, Queue, TaskId, WaitGroup, current_task, spawn};
-use crate::transport::{Frame, FrameReader, FrameWriter, Transport};
+use crate::transport::{Frame, FrameReader, FrameWriter, Received, ServerEnd, Transport};
 use crate::{Error, Result};
 
 /// How a stream ended, as [`WorkspaceStream::wait`] reports it.
@@ -23,10 +22,35 @@ use crate::{Error, Result};
 pub enum StreamEnd {
     /// This side closed it (`WorkspaceStream::close`, `Client::close`, ...).
     Closed,
-    /// The server closed it normally.
-    ServerClosed,
+    /// The server closed it with a Close frame: its status code (`None` if
+    /// the frame carried none) and reason. 1000 and 1001 are normal ends;
+    /// other codes say what went wrong (1008 policy, 1011 server error, ...).
+    ServerClosed {
+        /// The Close frame's status code (RFC 6455, section 7.4).
+        code: Option<u16>,
+        /// The reason the server gave (may be empty).
+        reason: String,
+    },
+    /// The server ended the TCP connection cleanly without a Close frame.
+    /// kandev's Go server ends every stream this way, so from a Go peer this
+    /// is its normal end; from a server that sends Close frames it means the
+    /// server process went away. (A reset connection is `Failed` instead.)
+    ServerDisconnected,
     /// The connection failed; the error says how.
-    Failed(std::sync::Arc<Error>),
+    Failed(PlainArc<Error>),
+}
+
+impl StreamEnd {
+    /// Whether this is a normal end: closed by this side, by the server
+    /// with code 1000 or 1001 (or a Close frame with no code), or by a
+    /// server that sends no Close frame (a Go peer).
+    pub fn is_normal(&self) -> bool {
+        match self {
+            StreamEnd::Closed | StreamEnd::ServerDisconnected => true,
+            StreamEnd::ServerClosed { code, .. } => matches!(code, None | Some(1000 | 1001)),
+            StreamEnd::Failed(_) => false,
+        }
+    }
 }
 
 /// State shared by a stream's handle, its tasks and the client.
@@ -39,12 +63,14 @@ pub(crate) struct StreamInner {
     input: Queue<Envelope>,
     /// The reader and the writer, as in Go's per-stream `wg`.
     pub(crate) wg: WaitGroup,
-    /// Which task is the reader (for `Client::close` from a handler).
-    reader_task: OnceLock<Option<TaskId>>,
+    /// Which task is the reader (for `Client::close` from a handler): set
+    /// by the reader itself, and only the reader can find its own id in it.
+    reader_task: SetOnce<Option<TaskId>>,
     /// Whether the reader's `done()` has been given, by the reader itself or
     /// on its behalf by a `Client::close` running on it.
     reader_released: AtomicBool,
-    end: OnceLock<StreamEnd>,
+    /// How the stream ended: read by `wait()` after the stream's `wg`.
+    end: SetOnce<StreamEnd>,
 }
 
 impl StreamInner {
@@ -54,9 +80,9 @@ impl StreamInner {
             closed: CloseSignal::new(),
             input: Queue::new(capacity),
             wg: WaitGroup::new(),
-            reader_task: OnceLock::new(),
+            reader_task: SetOnce::new(),
             reader_released: AtomicBool::new(false),
-            end: OnceLock::new(),
+            end: SetOnce::new(),
         }
     }
 
@@ -84,7 +110,7 @@ impl StreamInner {
 
     /// Close the way the configured client does (H7 closes the connection only).
     pub(crate) fn close_as<T>(&self, shared: &Shared<T>) {
-        if shared.bugs().on(Bug::WriterNotWoken) {
+        if bug!(shared, WriterNotWoken) {
             self.close_connection();
         } else {
             self.close();
@@ -108,7 +134,7 @@ impl StreamInner {
     }
 
     fn finish(&self, end: StreamEnd) {
-        let _ = self.end.set(end);
+        self.end.set(end);
     }
 }
 
@@ -135,9 +161,14 @@ impl WorkspaceStream {
             .await
     }
 
-    /// Resize the workspace shell's terminal.
+    /// Resize the workspace shell's terminal. (`u16`: every terminal size
+    /// fits, and it widens to the wire's 64-bit `int` without loss.)
     pub async fn resize_shell(&self, cols: u16, rows: u16) -> Result<()> {
-        self.enqueue(Message::ShellResize { cols, rows }).await
+        self.enqueue(Message::ShellResize {
+            cols: cols.into(),
+            rows: rows.into(),
+        })
+        .await
     }
 
     /// Ask the server for a `pong`.
@@ -242,7 +273,7 @@ async fn run_reader<T: Transport, H: Handler>(
     mut reader: T::Reader,
     mut handler: H,
 ) {
-    let _ = stream.reader_task.set(current_task());
+    stream.reader_task.set(current_task());
     let end = read_loop(stream, &mut reader, &mut handler).await;
     drop(reader);
     tracing::debug!(stream = stream.id, ?end, "workspace stream reader exiting");
@@ -256,7 +287,7 @@ async fn run_reader<T: Transport, H: Handler>(
             .current
             .as_ref()
             .is_some_and(|current| Arc::ptr_eq(current, stream));
-        if (ours || shared.bugs().on(Bug::CleanupClobber))
+        if (ours || bug!(shared, CleanupClobber))
             && let Some(cleared) = state.current.take()
         {
             shared.probe.cleared_by_reader(stream.id, cleared.id);
@@ -287,7 +318,7 @@ async fn read_loop<R: FrameReader, H: Handler>(
             return StreamEnd::Closed;
         };
         let event = match frame {
-            Ok(Some(Frame::Text(text))) => match Envelope::decode(text.as_str()) {
+            Ok(Received::Frame(Frame::Text(text))) => match Envelope::decode(text.as_str()) {
                 Ok(envelope) => Event::Message(envelope),
                 Err(error) => {
                     tracing::warn!(stream = stream.id, %error, len = text.len(), "skipping malformed message");
@@ -297,7 +328,7 @@ async fn read_loop<R: FrameReader, H: Handler>(
                     })
                 }
             },
-            Ok(Some(Frame::Binary(len))) => {
+            Ok(Received::Frame(Frame::Binary(len))) => {
                 tracing::warn!(stream = stream.id, len, "skipping binary frame");
                 Event::Skipped(Skipped::Binary { len })
             }
@@ -306,11 +337,16 @@ async fn read_loop<R: FrameReader, H: Handler>(
             // caused (the server's answer to our Close frame): that stream
             // was closed by this side all the same. Without the check, about
             // one local close in ten reported `ServerClosed` over real sockets.
-            Ok(None) | Err(_) if stream.closed.is_closed() => return StreamEnd::Closed,
-            Ok(None) => return StreamEnd::ServerClosed,
+            Ok(Received::End(_)) | Err(_) if stream.closed.is_closed() => {
+                return StreamEnd::Closed;
+            }
+            Ok(Received::End(ServerEnd::Close { code, reason })) => {
+                return StreamEnd::ServerClosed { code, reason };
+            }
+            Ok(Received::End(ServerEnd::NoCloseFrame)) => return StreamEnd::ServerDisconnected,
             Err(error) => {
                 tracing::debug!(stream = stream.id, %error, "workspace stream read failed");
-                return StreamEnd::Failed(std::sync::Arc::new(error));
+                return StreamEnd::Failed(PlainArc::new(error));
             }
         };
         crate::trace_point!("handler called");
@@ -353,7 +389,7 @@ async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
             Either::Left((Ok(true), _)) => {}
             Either::Left((Err(error), _)) => {
                 tracing::debug!(stream = stream.id, %error, "workspace stream write failed");
-                stream.finish(StreamEnd::Failed(std::sync::Arc::new(error)));
+                stream.finish(StreamEnd::Failed(PlainArc::new(error)));
                 stream.close();
                 break;
             }

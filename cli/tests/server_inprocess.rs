@@ -251,7 +251,7 @@ async fn shutdown_drains_connections_and_shells() {
     assert_eq!(after.connections_total, 5);
     for (client, stream, _) in &clients {
         let end = timeout(PATIENCE, stream.wait()).await.unwrap();
-        assert!(matches!(end, StreamEnd::ServerClosed), "{end:?}");
+        assert!(matches!(end, StreamEnd::ServerClosed { .. }), "{end:?}");
         client.close().await;
     }
 }

@@ -206,14 +206,28 @@ async fn read_loop(
                     }
                     Err(error) => Some(error),
                 },
-                Message::ShellResize { cols, rows } if cols == 0 || rows == 0 => {
+                // The wire has Go's 64-bit `int`; a terminal has 16-bit sizes.
+                Message::ShellResize { cols, rows }
+                    if !(1..=i64::from(u16::MAX)).contains(&cols)
+                        || !(1..=i64::from(u16::MAX)).contains(&rows) =>
+                {
                     Some(Message::Error {
                         error: format!("shell not resized: invalid size {cols}x{rows}"),
                     })
                 }
                 Message::ShellResize { cols, rows } => match shell.get(conn.id) {
                     Ok(shell) => {
-                        match queue_input(shared, conn, shell, Input::Resize { cols, rows }).await {
+                        match queue_input(
+                            shared,
+                            conn,
+                            shell,
+                            Input::Resize {
+                                cols: cols as u16,
+                                rows: rows as u16,
+                            },
+                        )
+                        .await
+                        {
                             Ok(reply) => reply,
                             Err(end) => return end,
                         }

@@ -236,7 +236,7 @@ async fn output_loop(
         }
         tokio::select! {
             () = stop.cancelled() => {}
-            _ = out.send(encode(Message::ShellExit { code })) => {}
+            _ = out.send(encode(Message::ShellExit { code: code.into() })) => {}
         }
         drop(out);
         // Jobs the shell left behind (`nohup`, `disown`, background jobs
