@@ -1,6 +1,8 @@
 //! A workspace stream: its handle, its shared state and its two tasks.
 
+use std::future::{Future, poll_fn};
 use std::pin::pin;
+use std::task::Poll;
 
 use futures_util::future::{Either, select};
 
@@ -312,9 +314,15 @@ async fn read_loop<R: FrameReader, H: Handler>(
         if stream.closed.is_closed() {
             return StreamEnd::Closed;
         }
-        let frame = match select(pin!(reader.recv()), closed.as_mut()).await {
-            Either::Left((frame, _)) => frame,
-            Either::Right(((), _)) => return StreamEnd::Closed,
+        // The read first; the close signal only while the read is pending
+        // (and then, once registered, for the price of an atomic load).
+        let mut recv = pin!(reader.recv());
+        let next = poll_fn(|cx| match recv.as_mut().poll(cx) {
+            Poll::Ready(frame) => Poll::Ready(Some(frame)),
+            Poll::Pending => closed.as_mut().poll(cx).map(|()| None),
+        });
+        let Some(frame) = next.await else {
+            return StreamEnd::Closed;
         };
         let event = match frame {
             Ok(Received::Frame(Frame::Text(text))) => match Envelope::decode(text.as_str()) {
@@ -331,7 +339,7 @@ async fn read_loop<R: FrameReader, H: Handler>(
                 tracing::warn!(stream = stream.id, len, "skipping binary frame");
                 Event::Skipped(Skipped::Binary { len })
             }
-            // The select polls the read first, so once this side has asked
+            // The read is polled first, so once this side has asked
             // for the close, the read can still win with the end that close
             // caused (the server's answer to our Close frame): that stream
             // was closed by this side all the same. Without the check, about
@@ -353,30 +361,51 @@ async fn read_loop<R: FrameReader, H: Handler>(
     }
 }
 
+/// Most queued messages the writer takes per wake-up: it feeds them all
+/// and flushes once. The queue's capacity bounds it too.
+const WRITE_BATCH: usize = 64;
+
 async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
-    while let Some(envelope) = stream.input.recv().await {
-        // Race the send against the close signal. A peer that stops reading
-        // fills the TCP window and the send never completes; closing the
-        // queue cannot wake a writer that is inside a send, so without this
+    let mut batch = Vec::new();
+    // Created once: re-polled only while a write is pending.
+    let mut closed = pin!(stream.closed.closed());
+    while stream.input.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let taken = batch.len();
+        let write = async {
+            // In order; one flush for the lot (one write to the socket
+            // instead of one per message). A feed that does not wait still
+            // does work (encoding, copying, writing a full buffer out), so
+            // the close signal is checked between messages too: a close
+            // stops the writer after at most one more message.
+            for envelope in batch.drain(..) {
+                if stream.closed.is_closed() {
+                    return Ok(false);
+                }
+                writer.feed(envelope.encode()).await?;
+            }
+            writer.flush().await.map(|()| true)
+        };
+        // Race the write against the close signal. A peer that stops reading
+        // fills the TCP window and the write never completes; closing the
+        // queue cannot wake a writer that is inside a write, so without this
         // `Client::close()` hung forever (Go does not: closing the conn
-        // unblocks a pending write). The abandoned message was only queued,
+        // unblocks a pending write). The abandoned messages were only queued,
         // never delivered, like the queued input `close` discards. If the
-        // send is ready at once the close signal is not even polled.
-        match select(
-            pin!(writer.send(envelope.encode())),
-            pin!(stream.closed.closed()),
-        )
-        .await
-        {
-            Either::Left((Ok(()), _)) => {}
+        // write is ready at once the close signal is not even polled.
+        match select(pin!(write), closed.as_mut()).await {
+            Either::Left((Ok(true), _)) => {}
             Either::Left((Err(error), _)) => {
                 tracing::debug!(stream = stream.id, %error, "workspace stream write failed");
                 stream.finish(StreamEnd::Failed(PlainArc::new(error)));
                 stream.close();
                 break;
             }
-            Either::Right(((), _)) => {
-                tracing::debug!(stream = stream.id, "send abandoned: stream closed");
+            Either::Left((Ok(false), _)) | Either::Right(((), _)) => {
+                tracing::debug!(
+                    stream = stream.id,
+                    batch = taken,
+                    "write abandoned: stream closed"
+                );
                 break;
             }
         }

@@ -40,6 +40,50 @@ async fn shell_input_arrives_as_shell_input_messages_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_input_from_several_tasks_arrives_whole_and_in_order_per_task() {
+    // Bursts far larger than the queue: the writer takes whole batches
+    // (feed all, flush once). Each task's inputs keep their order, none is
+    // lost or doubled, and a small queue's backpressure still holds.
+    const TASKS: usize = 4;
+    const EACH: usize = 500;
+    let server = TestServer::start();
+    let config = ClientConfig::default().with_input_queue_capacity(8);
+    let client = Client::with_config(&server.base_url(), config).unwrap();
+    let (handler, mut events) = recorder();
+    let stream = client.stream_workspace(handler).await.unwrap();
+    events.expect_connected().await;
+    let conn = server.next_conn().await;
+
+    let writers: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let stream = stream.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    stream.write_shell_input(format!("{t}:{i}")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut next = [0usize; TASKS];
+    for _ in 0..TASKS * EACH {
+        let message = within(STEP, "the next input", conn.next_of_type("shell_input")).await;
+        let data = message["data"].as_str().unwrap();
+        let (t, i) = data.split_once(':').unwrap();
+        let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(i, next[t], "task {t}'s inputs out of order or lost: {data}");
+        next[t] += 1;
+    }
+    assert_eq!(next, [EACH; TASKS]);
+    for writer in writers {
+        within(STEP, "a writer task", writer).await.unwrap();
+    }
+
+    within(STEP, "close()", client.close()).await;
+    assert_eq!(client.live_tasks(), 0);
+    server.wait_open(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resize_shell_arrives_as_shell_resize() {
     let server = TestServer::start();
     let client = Client::new(&server.base_url()).unwrap();

@@ -4,6 +4,8 @@
 //! releases blocked senders on close. Small models: 2-3 threads.
 #![cfg(any(wsdrain_loom, wsdrain_shuttle))]
 
+use std::future::Future;
+
 use wsdrain::sync::atomic::{AtomicUsize, Ordering};
 use wsdrain::sync::{Arc, CloseSignal, Queue, WaitGroup, block_on, model_thread};
 
@@ -105,5 +107,56 @@ fn queue_keeps_order_and_releases_senders_on_close() {
             assert_eq!(error.0, 2);
         }
         assert_eq!(block_on(queue.recv()), None);
+    });
+}
+
+#[test]
+fn queue_recv_many_takes_in_order_and_frees_room() {
+    model(|| {
+        let queue = Arc::new(Queue::new(2));
+        let sender = {
+            let queue = queue.clone();
+            model_thread(move || {
+                for i in 1..=3 {
+                    // The third waits for room a `recv_many` frees.
+                    block_on(queue.send(i)).unwrap();
+                }
+            })
+        };
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let n = block_on(queue.recv_many(&mut got, 8));
+            assert!(n > 0, "open queue: recv_many waits for an item");
+        }
+        assert_eq!(got, [1, 2, 3], "FIFO, nothing lost or doubled");
+        sender.join().unwrap();
+        queue.close();
+        assert_eq!(block_on(queue.recv_many(&mut got, 8)), 0, "closed");
+    });
+}
+
+#[test]
+fn close_signal_polled_again_while_parked_still_wakes() {
+    model(|| {
+        let signal = CloseSignal::new();
+        let waiter = {
+            let signal = signal.clone();
+            model_thread(move || {
+                block_on(async {
+                    let mut closed = std::pin::pin!(signal.closed());
+                    // A first poll may park; the await polls again with the
+                    // same waker (the lock-free re-poll) and must still
+                    // see the close.
+                    std::future::poll_fn(|cx| {
+                        let _ = closed.as_mut().poll(cx);
+                        std::task::Poll::Ready(())
+                    })
+                    .await;
+                    closed.await
+                })
+            })
+        };
+        signal.close();
+        waiter.join().unwrap();
     });
 }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use super::atomic::{AtomicBool, Ordering};
 use super::waiters::{Waiters, wake_all};
@@ -87,6 +87,7 @@ impl CloseSignal {
         Closed {
             signal: self,
             key: None,
+            parked: None,
         }
     }
 }
@@ -97,6 +98,8 @@ impl CloseSignal {
 pub struct Closed<'a> {
     signal: &'a CloseSignal,
     key: Option<u64>,
+    /// The waker parked under `key`, to re-poll without the lock.
+    parked: Option<Waker>,
 }
 
 impl Future for Closed<'_> {
@@ -104,11 +107,22 @@ impl Future for Closed<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        // Parked already, with a waker that wakes the same task, and still
+        // open: the waker is still parked (only `close` takes it, and it
+        // sets the flag first, which we just saw unset), so there is
+        // nothing to update. This keeps a select over a busy read and this
+        // signal lock-free. Only a re-poll pays the load: the first poll goes
+        // straight to the lock (each atomic access is a scheduling point of
+        // the model checkers).
+        if this.key.is_some()
+            && let Some(parked) = &this.parked
+            && parked.will_wake(cx.waker())
+            && !this.signal.is_closed()
+        {
+            return Poll::Pending;
+        }
         // Decided under the lock (`close` decides under it): either we see
-        // it closed, or our waker is parked before `close` takes them. No
-        // lock-free fast path first: it would pay off once (the poll that
-        // finds it closed) and cost an atomic load on every poll before,
-        // each one a scheduling point of the model checkers.
+        // it closed, or our waker is parked before `close` takes them.
         let mut state = this.signal.inner.state.lock();
         if state.closed {
             // `close` took every parked waker in the same critical section
@@ -117,6 +131,11 @@ impl Future for Closed<'_> {
             return Poll::Ready(());
         }
         this.key = Some(state.waiters.park(this.key, cx.waker()));
+        drop(state);
+        match &mut this.parked {
+            Some(parked) => parked.clone_from(cx.waker()),
+            slot => *slot = Some(cx.waker().clone()),
+        }
         Poll::Pending
     }
 }

@@ -52,6 +52,7 @@ pub use backend::{Arc, TaskId, current_task, jitter, sleep, spawn, yield_now};
 pub use backend::{block_on, model_thread};
 pub use close_signal::{CloseSignal, Closed};
 pub use mutex::{Mutex, MutexGuard};
+pub use queue::RecvMany;
 pub use queue::{Queue, Recv, SendError, SendFuture};
 pub use wait_group::{Wait, WaitGroup};
 

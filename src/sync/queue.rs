@@ -92,6 +92,18 @@ impl<T> Queue<T> {
         Recv { queue: self }
     }
 
+    /// Wait for items, then move up to `limit` of them (at least 1) into
+    /// `buf` in order, in one critical section; resolves to how many were
+    /// moved, or 0 once the queue is closed (like tokio's `recv_many`).
+    /// Single consumer, like [`recv`](Queue::recv).
+    pub fn recv_many<'a>(&'a self, buf: &'a mut Vec<T>, limit: usize) -> RecvMany<'a, T> {
+        RecvMany {
+            queue: self,
+            buf,
+            limit: limit.max(1),
+        }
+    }
+
     /// Close the queue: later sends fail, the receiver gets `None`, queued
     /// items are dropped. Returns the number of items discarded (0 on the
     /// second and later calls).
@@ -214,6 +226,41 @@ impl<T> Future for Recv<'_, T> {
                 waker.wake();
             }
             return Poll::Ready(Some(item));
+        }
+        match &mut state.receiver {
+            Some(parked) if parked.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+/// Future returned by [`Queue::recv_many`].
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct RecvMany<'a, T> {
+    queue: &'a Queue<T>,
+    buf: &'a mut Vec<T>,
+    limit: usize,
+}
+
+impl<T> Future for RecvMany<'_, T> {
+    type Output = usize;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        let this = self.get_mut();
+        let mut state = this.queue.state.lock();
+        if state.closed {
+            return Poll::Ready(0);
+        }
+        let n = state.items.len().min(this.limit);
+        if n > 0 {
+            this.buf.extend(state.items.drain(..n));
+            // `n` slots freed: wake up to `n` blocked senders.
+            let senders: Vec<Waker> = (0..n).map_while(|_| state.senders.take_one()).collect();
+            drop(state);
+            wake_all(senders);
+            return Poll::Ready(n);
         }
         match &mut state.receiver {
             Some(parked) if parked.will_wake(cx.waker()) => {}

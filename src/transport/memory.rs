@@ -354,7 +354,9 @@ impl Drop for MemoryReader {
 }
 
 impl FrameWriter for MemoryWriter {
-    async fn send(&mut self, text: String) -> Result<()> {
+    /// Straight into the upward queue (the server sees it at once): the
+    /// queue is the connection, there is no buffer to flush.
+    async fn feed(&mut self, text: String) -> Result<()> {
         match &self.conn.up {
             Some(up) => up
                 .send(text)
@@ -365,6 +367,10 @@ impl FrameWriter for MemoryWriter {
             }
             None => Ok(()),
         }
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        Ok(())
     }
 
     async fn close(self) {

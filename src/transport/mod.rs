@@ -105,8 +105,20 @@ pub trait FrameReader: Send + 'static {
 
 /// The write half of a connection.
 pub trait FrameWriter: Send + 'static {
-    /// Send one text frame.
-    fn send(&mut self, text: String) -> impl Future<Output = Result<()>> + Send;
+    /// Queue one text frame for the connection without flushing it (it may
+    /// still be written out, e.g. when a buffer fills). Waits only for room.
+    fn feed(&mut self, text: String) -> impl Future<Output = Result<()>> + Send;
+
+    /// Write out every frame fed so far.
+    fn flush(&mut self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Send one text frame: [`feed`](Self::feed), then [`flush`](Self::flush).
+    fn send(&mut self, text: String) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            self.feed(text).await?;
+            self.flush().await
+        }
+    }
 
     /// Close the write side gracefully (best effort, bounded in time).
     fn close(self) -> impl Future<Output = ()> + Send;

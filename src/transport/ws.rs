@@ -213,6 +213,22 @@ impl WsReader {
 }
 
 impl FrameWriter for WsWriter {
+    async fn feed(&mut self, text: String) -> Result<()> {
+        // Into tungstenite's write buffer; it writes to the socket only when
+        // the buffer is full, or on `flush`.
+        self.sink
+            .feed(Message::Text(text.into()))
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        self.sink
+            .flush()
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))
+    }
+
     async fn send(&mut self, text: String) -> Result<()> {
         let size = text.len();
         self.sink
