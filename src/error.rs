@@ -88,6 +88,15 @@ pub enum Error {
     #[error("workspace stream transport error: {0}")]
     Transport(String),
 
+    /// The stream's [`Handler`](crate::Handler) panicked; the stream was
+    /// closed and cleaned up (a [`StreamManager`](crate::StreamManager)
+    /// reconnects). Fix the handler: a panic is a bug in it.
+    #[error("the workspace stream's handler panicked: {message}")]
+    HandlerPanicked {
+        /// The panic's message, if it was a string.
+        message: String,
+    },
+
     /// The [`StreamManager`](crate::StreamManager) gave up after its
     /// configured number of consecutive failed attempts.
     #[error("gave up after {attempts} failed connection attempts; last error: {last}")]

@@ -8,9 +8,9 @@ use futures_util::future::{Either, select};
 
 use crate::bugs::Bug;
 use crate::client::Client;
-use crate::handler::Handler;
+use crate::handler::{Event, Handler};
 use crate::probe::{Probe, Role, Ticket};
-use crate::sync::{Arc, CloseSignal, Mutex, WaitGroup, jitter, sleep, spawn};
+use crate::sync::{Arc, CloseSignal, Mutex, TaskId, WaitGroup, current_task, jitter, sleep, spawn};
 use crate::transport::Transport;
 use crate::{Error, StreamEnd};
 
@@ -85,6 +85,29 @@ struct ManagerShared {
     bugs: crate::bugs::Bugs,
     connects: std::sync::atomic::AtomicU64,
     gave_up: OnceLock<Error>,
+    /// The reader task of the managed stream whose handler ran last, so that
+    /// `wait()` can tell it is called from a handler (it would wait for
+    /// itself). Instrumentation-grade `std`: read and written by the task
+    /// itself before it can call `wait()`, never a point the checkers explore.
+    handler_task: std::sync::Mutex<Option<TaskId>>,
+}
+
+/// The handler of a managed stream: records which task runs it, then runs
+/// the caller's handler.
+struct Managed<H> {
+    inner: H,
+    shared: Arc<ManagerShared>,
+}
+
+impl<H: Handler> Handler for Managed<H> {
+    async fn handle(&mut self, event: Event) {
+        *self
+            .shared
+            .handler_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = current_task();
+        self.inner.handle(event).await;
+    }
 }
 
 /// Counts a manager task out of the probe and the wait group, even on panic.
@@ -121,6 +144,7 @@ impl StreamManager {
             bugs: client_bugs(&client),
             connects: std::sync::atomic::AtomicU64::new(0),
             gave_up: OnceLock::new(),
+            handler_task: std::sync::Mutex::new(None),
         });
         // Counted before the task exists, so a wait() right after start
         // covers it.
@@ -145,11 +169,35 @@ impl StreamManager {
 
     /// Stop (if not yet asked) and wait until every task the manager spawned,
     /// and every stream task it started, has exited.
+    ///
+    /// **From a managed stream's handler** it cannot wait: the manager waits
+    /// for that stream's reader, which is running the handler. There it stops
+    /// the manager, logs a warning and returns at once, without the drain
+    /// (which completes after the handler returns); a `wait()` from outside
+    /// still drains everything.
     pub async fn wait(&self) {
         self.shared.wait_requested.close();
+        if self.called_from_handler() {
+            tracing::warn!(
+                "StreamManager::wait() called from a managed stream's handler: \
+                 it cannot wait for its own task; stopping without waiting"
+            );
+            return;
+        }
         self.shared.wg.wait().await;
         crate::trace_point!("StreamManager::wait() returns");
         self.shared.probe.barrier_returned("wait()");
+    }
+
+    fn called_from_handler(&self) -> bool {
+        let me = current_task();
+        me.is_some()
+            && *self
+                .shared
+                .handler_task
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                == me
     }
 
     /// Manager tasks (supervisor, merger) not yet exited.
@@ -225,7 +273,11 @@ async fn supervise<T, F, H>(
     let mut backoff = config.initial_backoff;
     let mut failures = 0u32;
     while !stop.is_closed() {
-        match client.stream_workspace(make_handler()).await {
+        let handler = Managed {
+            inner: make_handler(),
+            shared: shared.clone(),
+        };
+        match client.stream_workspace(handler).await {
             Ok(stream) => {
                 shared
                     .connects

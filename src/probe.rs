@@ -120,6 +120,8 @@ struct LiveTask {
     role: Role,
     stream: Option<u64>,
     task: Option<TaskId>,
+    /// Running `Client::close()` from its handler (a reader).
+    closing: bool,
 }
 
 impl fmt::Display for LiveTask {
@@ -173,6 +175,7 @@ impl Probe {
             role,
             stream,
             task: None,
+            closing: false,
         };
         let late = state
             .barrier
@@ -203,17 +206,27 @@ impl Probe {
         self.state().live.retain(|t| t.ticket != ticket);
     }
 
+    /// The calling task (a reader) runs `Client::close()` from its handler.
+    pub(crate) fn closing_from_handler(&self) {
+        let me = current_task();
+        if let Some(task) = self.state().live.iter_mut().find(|t| t.task == me) {
+            task.closing = true;
+        }
+    }
+
     /// A drain barrier (`what`, e.g. "close()") returned. Every task must
-    /// have exited, except the calling task itself when the barrier ran on
-    /// it (close from a handler).
+    /// have exited, except, when the barrier ran on a task of its own (close
+    /// from a handler), that task and the readers whose handlers are in
+    /// `close()` too (two such closes cannot wait for each other).
     pub(crate) fn barrier_returned(&self, what: &'static str) {
         let me = current_task();
         let mut state = self.state();
         state.barrier = Some(what);
+        let on_own_task = me.is_some() && state.live.iter().any(|t| t.task == me);
         let alive: Vec<String> = state
             .live
             .iter()
-            .filter(|t| me.is_none() || t.task != me)
+            .filter(|t| !on_own_task || (t.task != me && !t.closing))
             .map(|t| t.to_string())
             .collect();
         drop(state);

@@ -1,8 +1,10 @@
 //! A workspace stream: its handle, its shared state and its two tasks.
 
+use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::OnceLock;
 
+use futures_util::FutureExt;
 use futures_util::future::{Either, select};
 
 use crate::bugs::Bug;
@@ -237,30 +239,52 @@ pub(crate) fn start_tasks<T: Transport, H: Handler>(
 async fn run_reader<T: Transport, H: Handler>(
     shared: &Arc<Shared<T>>,
     stream: &Arc<StreamInner>,
-    mut reader: T::Reader,
+    reader: T::Reader,
     mut handler: H,
 ) {
     let _ = stream.reader_task.set(current_task());
+    // The exit cleanup runs in a guard, so that it runs however the reader
+    // ends, unwinding included: as plain code after the loop, a panic
+    // skipped it and left a zombie (published, never closed, writer parked).
+    let _exit = ReaderExit { shared, stream };
+    // Declared after the guard, so dropped (connection closed) before it runs.
+    let mut reader = reader;
     let end = read_loop(stream, &mut reader, &mut handler).await;
     drop(reader);
     tracing::debug!(stream = stream.id, ?end, "workspace stream reader exiting");
     stream.finish(end);
+}
 
-    // Exit cleanup: unpublish this stream, but only if it is still the
-    // client's current one (a newer stream may have replaced it).
-    {
-        let mut state = shared.state.lock();
-        let ours = state
-            .current
-            .as_ref()
-            .is_some_and(|current| Arc::ptr_eq(current, stream));
-        if (ours || shared.bugs().on(Bug::CleanupClobber))
-            && let Some(cleared) = state.current.take()
+/// The reader's exit cleanup: unpublish its stream (only if it is still the
+/// client's current one: a newer stream may have replaced it) and close it.
+struct ReaderExit<'a, T> {
+    shared: &'a Arc<Shared<T>>,
+    stream: &'a Arc<StreamInner>,
+}
+
+impl<T> Drop for ReaderExit<'_, T> {
+    fn drop(&mut self) {
+        let (shared, stream) = (self.shared, self.stream);
+        // Only set if the reader did not get to say how the stream ended.
+        stream.finish(StreamEnd::Failed(std::sync::Arc::new(
+            Error::HandlerPanicked {
+                message: "the reader task unwound".into(),
+            },
+        )));
         {
-            shared.probe.cleared_by_reader(stream.id, cleared.id);
+            let mut state = shared.state.lock();
+            let ours = state
+                .current
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, stream));
+            if (ours || shared.bugs().on(Bug::CleanupClobber))
+                && let Some(cleared) = state.current.take()
+            {
+                shared.probe.cleared_by_reader(stream.id, cleared.id);
+            }
         }
+        stream.close_as(shared);
     }
-    stream.close_as(shared);
 }
 
 async fn read_loop<R: FrameReader, H: Handler>(
@@ -306,8 +330,30 @@ async fn read_loop<R: FrameReader, H: Handler>(
             }
         };
         crate::trace_point!("handler called");
-        handler.handle(event).await;
+        // A panicking handler ends the stream `Failed(HandlerPanicked)`, like
+        // a broken connection: the cleanup runs, `wait()` says why, a manager
+        // reconnects. Unwind-safe to assert: the handler is never called
+        // again, so nothing it left half-done is observed.
+        // The call itself is inside too: a closure handler may panic
+        // before it returns its future.
+        if let Err(payload) = AssertUnwindSafe(async { handler.handle(event).await })
+            .catch_unwind()
+            .await
+        {
+            let message = panic_message(&*payload);
+            tracing::error!(stream = stream.id, %message, "handler panicked; closing the stream");
+            return StreamEnd::Failed(std::sync::Arc::new(Error::HandlerPanicked { message }));
+        }
     }
+}
+
+/// The text of a panic's payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic payload that is not a string)".to_owned())
 }
 
 async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
