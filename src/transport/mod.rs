@@ -13,7 +13,7 @@ mod ws;
 use std::future::Future;
 use std::time::Duration;
 
-pub use memory::{DialGate, MemoryTransport, ServerConn};
+pub use memory::{DialGate, Fault, FaultyHandler, INJECTED_PANIC, MemoryTransport, ServerConn};
 pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub use ws::WsTransport;
 
