@@ -41,6 +41,19 @@ pub enum Oracle {
     /// A barrier never returned: the checker found a deadlock, or an
     /// execution did not terminate.
     Liveness,
+    /// A stream that ended (by any cause) is still known to the client, or
+    /// its `done()`/`wait()` do not resolve, or it blocks a new stream.
+    /// Judged by the harness (loom-tests).
+    NoZombie,
+    /// A stream's `wait()` was not ready when `Client::close()` returned.
+    /// Judged by the harness.
+    ReadyAtBarrier,
+    /// An input method's answer lied: a message refused was delivered, or
+    /// messages were delivered out of order. Judged by the harness.
+    InputHonesty,
+    /// A managed stream ended (not by `stop()`) and the manager neither
+    /// reconnected nor said why not. Judged by the harness.
+    ManagerPromise,
 }
 
 impl Oracle {
@@ -52,6 +65,10 @@ impl Oracle {
             Oracle::Identity => "identity",
             Oracle::WaitGroupMisuse => "waitgroup-misuse",
             Oracle::Liveness => "liveness",
+            Oracle::NoZombie => "no-zombie",
+            Oracle::ReadyAtBarrier => "ready-at-barrier",
+            Oracle::InputHonesty => "input-honesty",
+            Oracle::ManagerPromise => "manager-promise",
         }
     }
 
@@ -64,6 +81,10 @@ impl Oracle {
             Oracle::Identity,
             Oracle::WaitGroupMisuse,
             Oracle::Liveness,
+            Oracle::NoZombie,
+            Oracle::ReadyAtBarrier,
+            Oracle::InputHonesty,
+            Oracle::ManagerPromise,
         ] {
             if message.contains(&format!("oracle[{}]", oracle.name())) {
                 return Some(oracle);

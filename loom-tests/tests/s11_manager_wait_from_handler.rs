@@ -1,0 +1,18 @@
+//! S11: `StreamManager::wait()` called from a managed stream's handler
+//! (under shuttle after the first managed handler panicked).
+//!
+//! One execution = one fresh client over the in-memory transport; see
+//! `Scenario::explores` for what the checkers interleave here.
+#![cfg(any(wsdrain_loom, wsdrain_shuttle))]
+
+mod common;
+
+#[test]
+fn fixed_client_passes() {
+    common::fixed_client_passes("S11", 1);
+}
+
+#[test]
+fn h6_untracked_helper_task_is_caught() {
+    common::bug_is_caught("S11", "H6", "drain-barrier");
+}
