@@ -99,7 +99,9 @@ pub(crate) fn s10(bugs: Bugs) {
     };
     let _a = block_on(client.stream_workspace(handler_a)).expect("stream A");
     block_on(entered.closed());
-    let retired = client.close_workspace_stream().expect("stream A is current");
+    let retired = client
+        .close_workspace_stream()
+        .expect("stream A is current");
     let b = block_on(client.stream_workspace(handler_b)).expect("stream B");
     go.close();
     block_on(client.close());
@@ -124,8 +126,12 @@ pub(crate) fn s11(bugs: Bugs) {
     let live = CloseSignal::new();
     let waited = CloseSignal::new();
     let make = {
-        let (transport, slot, live, waited) =
-            (transport.clone(), slot.clone(), live.clone(), waited.clone());
+        let (transport, slot, live, waited) = (
+            transport.clone(),
+            slot.clone(),
+            live.clone(),
+            waited.clone(),
+        );
         move || {
             let (slot, live, waited) = (slot.clone(), live.clone(), waited.clone());
             transport.faulty_handler(move |event: Event| {

@@ -65,7 +65,7 @@ impl Scenario {
         Scenario::S11ManagerWaitFromHandler,
     ];
 
-    /// `"S1"` ... `"S8"`.
+    /// `"S1"` ... `"S11"`.
     pub fn id(self) -> &'static str {
         [
             "S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11",
@@ -181,7 +181,9 @@ impl Scenario {
             Bug::ConcurrentDialOrphan => self == S3ConcurrentDial,
             Bug::CleanupClobber => self == S4DisconnectVsNewStream,
             Bug::AddAfterPublish => self == S1CloseVsStream,
-            Bug::UntrackedHelperTask => matches!(self, S8ManagerReconnect | S11ManagerWaitFromHandler),
+            Bug::UntrackedHelperTask => {
+                matches!(self, S8ManagerReconnect | S11ManagerWaitFromHandler)
+            }
             Bug::WriterNotWoken => !matches!(
                 self,
                 S2CloseDuringDial | S6DoubleClose | S11ManagerWaitFromHandler

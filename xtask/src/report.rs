@@ -403,6 +403,10 @@ fn short(oracle: Option<&str>) -> &str {
         Some("identity") => "identity",
         Some("waitgroup-misuse") => "wg-misuse",
         Some("liveness") => "liveness",
+        Some("no-zombie") => "zombie",
+        Some("ready-at-barrier") => "not-ready",
+        Some("input-honesty") => "input",
+        Some("manager-promise") => "mgr-promise",
         Some(_) => "panic",
         None => "?",
     }
