@@ -152,8 +152,11 @@ impl Scenario {
             Scenario::S1CloseVsStream | Scenario::S2CloseDuringDial => 3,
             Scenario::S7CloseFromHandler => 2,
             Scenario::S8ManagerReconnect => 2,
-            Scenario::S9PanickingHandler => 2,
-            Scenario::S10HandlersClose | Scenario::S11ManagerWaitFromHandler => 1,
+            // Measured: S9 at 1 explores 23k executions in ~25 s; at 2 it
+            // does not finish in 5 min. S10 and S11 fill loom's 5 threads:
+            // at 1 neither finishes in 90 s (S10 at 0: 290 executions).
+            Scenario::S9PanickingHandler => 1,
+            Scenario::S10HandlersClose | Scenario::S11ManagerWaitFromHandler => 0,
             Scenario::S3ConcurrentDial
             | Scenario::S4DisconnectVsNewStream
             | Scenario::S5CloseVsPendingWrite
@@ -200,6 +203,9 @@ impl Scenario {
             && !(checker == "loom"
                 && self == Scenario::S8ManagerReconnect
                 && bug == Bug::WriterNotWoken)
+            && !(checker == "loom"
+                && self == Scenario::S11ManagerWaitFromHandler
+                && bug == Bug::UntrackedHelperTask)
     }
 
     /// Why a bug does not apply here (for the table's footnotes).
@@ -207,6 +213,10 @@ impl Scenario {
         use Scenario::*;
         if self == Scenario::S8ManagerReconnect && bug == Bug::WriterNotWoken {
             return "under loom S8 connects no stream (thread budget)";
+        }
+        if self == S11ManagerWaitFromHandler && bug == Bug::UntrackedHelperTask {
+            // Measured: not caught at bound 0; bound 1 does not finish in 60 s.
+            return "under loom S11 runs at bound 0, where the merger's race is not reached (S8 catches H6 under loom)";
         }
         match bug {
             Bug::CloseNoDrain if self == S11ManagerWaitFromHandler => "no Client::close() runs",

@@ -9,7 +9,7 @@ mod common;
 
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S10", 1);
+    common::fixed_client_passes("S10", 0);
 }
 
 #[test]

@@ -9,9 +9,12 @@ mod common;
 
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S11", 1);
+    common::fixed_client_passes("S11", 0);
 }
 
+/// shuttle only: under loom S11 runs at bound 0, where H6's race is not
+/// reached (S8 catches H6 under loom).
+#[cfg(not(wsdrain_loom))]
 #[test]
 fn h6_untracked_helper_task_is_caught() {
     common::bug_is_caught("S11", "H6", "drain-barrier");

@@ -9,7 +9,7 @@ mod common;
 
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S9", 2);
+    common::fixed_client_passes("S9", 1);
 }
 
 #[test]
