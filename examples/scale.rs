@@ -252,6 +252,8 @@ fn start_server(bin: &Path, workspace: &Path, log_dir: &Path, shell: &str) -> Se
         .args(["serve", "--addr", "127.0.0.1:0", "--workspace"])
         .arg(workspace)
         .args(["--shell", shell])
+        // A local benchmark: no token, and no cap below the streams it opens.
+        .args(["--insecure-no-auth", "--max-connections", "1000000"])
         .env("WSDRAIN_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

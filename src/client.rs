@@ -35,6 +35,11 @@ pub struct ClientConfig {
     /// 10,000 idle streams from about 140 KiB to about 12 KiB each
     /// (docs/performance.md); larger messages still arrive, in more reads.
     pub read_buffer_size: usize,
+    /// Sent as `X-Instance-ID: <id>` on the upgrade request when set and not
+    /// empty, as kandev's Go client sends its execution id. A Go server whose
+    /// instance id differs answers 404 ([`Error::UpgradeRejected`]), so a
+    /// client does not attach to a different agent that reuses the port.
+    pub instance_id: Option<String>,
     pub(crate) bugs: Bugs,
 }
 
@@ -47,6 +52,7 @@ impl Default for ClientConfig {
             input_queue_capacity: 64,
             close_timeout: Duration::from_secs(1),
             read_buffer_size: 128 * 1024,
+            instance_id: None,
             bugs: Bugs::NONE,
         }
     }
@@ -61,6 +67,7 @@ impl fmt::Debug for ClientConfig {
             .field("input_queue_capacity", &self.input_queue_capacity)
             .field("close_timeout", &self.close_timeout)
             .field("read_buffer_size", &self.read_buffer_size)
+            .field("instance_id", &self.instance_id)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +106,12 @@ impl ClientConfig {
     /// Set each connection's read buffer, in bytes (at least 1 KiB).
     pub fn with_read_buffer_size(mut self, bytes: usize) -> Self {
         self.read_buffer_size = bytes.max(1024);
+        self
+    }
+
+    /// Send `X-Instance-ID: <id>` on the upgrade (an empty id sends nothing).
+    pub fn with_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
         self
     }
 
@@ -220,6 +233,7 @@ impl<T: Transport> Client<T> {
             max_message_size: config.max_message_size,
             close_timeout: config.close_timeout,
             read_buffer_size: config.read_buffer_size,
+            instance_id: config.instance_id.clone(),
         };
         Self {
             shared: Arc::new(Shared {

@@ -72,8 +72,9 @@ pub enum Error {
         status: u16,
     },
 
-    /// A message from the server exceeded the configured size limit; the
-    /// stream was closed. Raise `max_message_size` if the server is trusted.
+    /// A message from the server, or one to send, exceeded the configured
+    /// size limit; the stream was closed. Raise `max_message_size` if the
+    /// server is trusted.
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     MessageTooLarge {
         /// Size of the offending message, if known (0 if not).
@@ -97,6 +98,24 @@ pub enum Error {
         message: String,
     },
 
+    /// The configured instance id cannot be sent in an HTTP header (it holds
+    /// a control character). Fix the configuration; retrying will not help.
+    #[error(
+        "the instance id cannot be sent in an X-Instance-ID header: it holds a control character"
+    )]
+    InvalidInstanceId,
+
+    /// The server sent more than `limit` pings within `window` (a server
+    /// keeping the connection alive pings a few times a minute); the stream
+    /// was closed. The server is broken or hostile.
+    #[error("the server sent more than {limit} pings within {window:?}; stream closed")]
+    PingFlood {
+        /// The most pings allowed within `window`.
+        limit: u32,
+        /// The window.
+        window: std::time::Duration,
+    },
+
     /// The [`StreamManager`](crate::StreamManager) gave up after its
     /// configured number of consecutive failed attempts.
     #[error("gave up after {attempts} failed connection attempts; last error: {last}")]
@@ -109,14 +128,22 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether retrying the same operation later can succeed (transient).
+    /// Whether retrying the same operation later, unchanged, can succeed
+    /// (transient): the server may come up, get less busy, or the network
+    /// recover. Not transient: a bad configuration (URL, token, instance id),
+    /// a refused token (401), an upgrade refused for good (404 path or
+    /// instance id, other 4xx), a closed client, and
+    /// [`AlreadyConnected`](Error::AlreadyConnected): the client's one stream
+    /// is taken, and only whoever holds it can free it. Rejections that say
+    /// "later" are transient: 408, 429 and every 5xx (e.g. a 503 when the
+    /// server is at its connection cap).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Error::ConnectionRefused { .. }
-                | Error::HandshakeTimeout(_)
-                | Error::Transport(_)
-                | Error::AlreadyConnected
-        )
+        match self {
+            Error::ConnectionRefused { .. } | Error::HandshakeTimeout(_) | Error::Transport(_) => {
+                true
+            }
+            Error::UpgradeRejected { status } => matches!(status, 408 | 429 | 500..=599),
+            _ => false,
+        }
     }
 }

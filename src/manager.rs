@@ -54,7 +54,8 @@ impl ManagerConfig {
 
 /// Keeps a client's workspace stream connected: connects, and when the
 /// server drops the stream, reconnects with capped exponential backoff and
-/// jitter, until stopped.
+/// jitter, until stopped, or until a dial fails in a way retrying cannot
+/// cure (a refused token, a bad URL, ...: see [`gave_up`](Self::gave_up)).
 ///
 /// [`stop`](Self::stop) asks it to stop; [`wait`](Self::wait) stops it too
 /// and is an absolute drain barrier: when it returns, every task the manager
@@ -212,8 +213,13 @@ impl StreamManager {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Why the manager gave up, if it did ([`Error::RetriesExhausted`], or
-    /// [`Error::ClientClosed`] when the client was closed under it).
+    /// Why the manager gave up, if it did: [`Error::RetriesExhausted`] after
+    /// `max_consecutive_failures` transient failures, [`Error::ClientClosed`]
+    /// when the client was closed under it, or the first dial error that
+    /// retrying cannot cure (see [`Error::is_transient`]), e.g.
+    /// [`Error::Unauthorized`], [`Error::InvalidUrl`], an
+    /// [`Error::UpgradeRejected`] with 404, or [`Error::AlreadyConnected`]
+    /// when someone else holds the client's stream (the manager must own it).
     pub fn gave_up(&self) -> Option<&Error> {
         self.shared.gave_up.get()
     }
@@ -299,6 +305,14 @@ async fn supervise<T, F, H>(
             }
             Err(Error::ClientClosed | Error::ClosedDuringDial) => {
                 let _ = shared.gave_up.set(Error::ClientClosed);
+                break;
+            }
+            // Retrying cannot succeed (a refused token, a bad URL, a 404,
+            // the client's stream taken by someone else): stop at once and
+            // say why, instead of failing every backoff for ever.
+            Err(error) if !error.is_transient() => {
+                tracing::warn!(%error, "giving up on the workspace stream: retrying cannot succeed");
+                let _ = shared.gave_up.set(error);
                 break;
             }
             Err(error) => {

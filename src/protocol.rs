@@ -100,8 +100,9 @@ pub enum Message {
     },
     /// `shell_exit`: the workspace shell exited.
     ShellExit {
-        /// The shell's exit code (omitted on the wire when 0).
-        code: i32,
+        /// The shell's exit code (omitted on the wire when 0). 64-bit, as Go's
+        /// `int`: a Go server on Windows reports statuses like 3221225477.
+        code: i64,
     },
     /// `shell_input`: client to server, text written to the shell's stdin.
     ShellInput {
@@ -110,10 +111,12 @@ pub enum Message {
     },
     /// `shell_resize`: client to server, new terminal size.
     ShellResize {
-        /// Columns (omitted on the wire when 0).
-        cols: u16,
-        /// Rows (omitted on the wire when 0).
-        rows: u16,
+        /// Columns (omitted on the wire when 0). 64-bit, as Go's `int`, so
+        /// that any value a Go peer sends decodes; a server clamps it to
+        /// what its terminal takes.
+        cols: i64,
+        /// Rows (omitted on the wire when 0), like `cols`.
+        rows: i64,
     },
     /// `ping`: client to server keep-alive.
     Ping,
@@ -552,7 +555,8 @@ pub struct ProcessStatus {
     pub status: ProcessState,
     /// Exit code once the process ended (omitempty: written only when `Some`, even `Some(0)`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
+    /// 64-bit, as Go's `int` (e.g. the Windows status 3221225477).
+    pub exit_code: Option<i64>,
     /// When the status changed (RFC 3339, kept verbatim).
     #[serde(
         default,
@@ -764,9 +768,9 @@ struct WireIn {
     kind: Option<WireKind>,
     timestamp: Option<i64>,
     data: Option<String>,
-    code: Option<i32>,
-    cols: Option<u16>,
-    rows: Option<u16>,
+    code: Option<i64>,
+    cols: Option<i64>,
+    rows: Option<i64>,
     git_status: Option<Box<GitStatus>>,
     git_commit: Option<Map<String, Value>>,
     git_reset: Option<Map<String, Value>>,
@@ -786,11 +790,11 @@ struct WireOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<i32>,
+    code: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    cols: Option<u16>,
+    cols: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    rows: Option<u16>,
+    rows: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     git_status: Option<&'a GitStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1209,11 +1213,12 @@ mod tests {
 
     #[test]
     fn numbers_out_of_range_or_fractional() {
+        // Go's `int` is 64-bit: only what it cannot hold is rejected.
         for v in [
-            json!({"type": "shell_exit", "code": 1u64 << 40}),
+            json!({"type": "shell_exit", "code": 1u64 << 63}),
             json!({"type": "shell_exit", "code": 1.5}),
-            json!({"type": "shell_resize", "cols": -1}),
-            json!({"type": "shell_resize", "rows": 70000}),
+            json!({"type": "shell_resize", "cols": 1u64 << 63}),
+            json!({"type": "shell_resize", "rows": 2.5}),
             json!({"type": "ping", "timestamp": "now"}),
             json!({"type": "ping", "timestamp": 1.0}),
         ] {
@@ -1223,6 +1228,25 @@ mod tests {
                 "{v}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn go_int_fields_take_any_64_bit_value() {
+        assert_eq!(
+            decode(json!({"type": "shell_exit", "code": 1u64 << 40}))
+                .unwrap()
+                .message,
+            Message::ShellExit { code: 1 << 40 }
+        );
+        assert_eq!(
+            decode(json!({"type": "shell_resize", "cols": -1, "rows": 70000}))
+                .unwrap()
+                .message,
+            Message::ShellResize {
+                cols: -1,
+                rows: 70000
+            }
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::probe::Role;
 use crate::protocol::{Envelope, Message};
 use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{Arc, CloseSignal, Closed, Queue, TaskId, WaitGroup, current_task, spawn};
-use crate::transport::{Frame, FrameReader, FrameWriter, Transport};
+use crate::transport::{Frame, FrameReader, FrameWriter, Received, ServerEnd, Transport};
 use crate::{Error, Result};
 
 /// How a stream ended, as [`WorkspaceStream::wait`] reports it.
@@ -23,10 +23,35 @@ use crate::{Error, Result};
 pub enum StreamEnd {
     /// This side closed it (`WorkspaceStream::close`, `Client::close`, ...).
     Closed,
-    /// The server closed it normally.
-    ServerClosed,
+    /// The server closed it with a Close frame: its status code (`None` if
+    /// the frame carried none) and reason. 1000 and 1001 are normal ends;
+    /// other codes say what went wrong (1008 policy, 1011 server error, ...).
+    ServerClosed {
+        /// The Close frame's status code (RFC 6455, section 7.4).
+        code: Option<u16>,
+        /// The reason the server gave (may be empty).
+        reason: String,
+    },
+    /// The server ended the TCP connection cleanly without a Close frame.
+    /// kandev's Go server ends every stream this way, so from a Go peer this
+    /// is its normal end; from a server that sends Close frames it means the
+    /// server process went away. (A reset connection is `Failed` instead.)
+    ServerDisconnected,
     /// The connection failed; the error says how.
     Failed(std::sync::Arc<Error>),
+}
+
+impl StreamEnd {
+    /// Whether this is a normal end: closed by this side, by the server
+    /// with code 1000 or 1001 (or a Close frame with no code), or by a
+    /// server that sends no Close frame (a Go peer).
+    pub fn is_normal(&self) -> bool {
+        match self {
+            StreamEnd::Closed | StreamEnd::ServerDisconnected => true,
+            StreamEnd::ServerClosed { code, .. } => matches!(code, None | Some(1000 | 1001)),
+            StreamEnd::Failed(_) => false,
+        }
+    }
 }
 
 /// State shared by a stream's handle, its tasks and the client.
@@ -135,9 +160,14 @@ impl WorkspaceStream {
             .await
     }
 
-    /// Resize the workspace shell's terminal.
+    /// Resize the workspace shell's terminal. (`u16`: every terminal size
+    /// fits, and it widens to the wire's 64-bit `int` without loss.)
     pub async fn resize_shell(&self, cols: u16, rows: u16) -> Result<()> {
-        self.enqueue(Message::ShellResize { cols, rows }).await
+        self.enqueue(Message::ShellResize {
+            cols: cols.into(),
+            rows: rows.into(),
+        })
+        .await
     }
 
     /// Ask the server for a `pong`.
@@ -303,7 +333,7 @@ async fn read_loop<R: FrameReader, H: Handler>(
             Either::Right(((), _)) => return StreamEnd::Closed,
         };
         let event = match frame {
-            Ok(Some(Frame::Text(text))) => match Envelope::decode(text.as_str()) {
+            Ok(Received::Frame(Frame::Text(text))) => match Envelope::decode(text.as_str()) {
                 Ok(envelope) => Event::Message(envelope),
                 Err(error) => {
                     tracing::warn!(stream = stream.id, %error, len = text.len(), "skipping malformed message");
@@ -313,7 +343,7 @@ async fn read_loop<R: FrameReader, H: Handler>(
                     })
                 }
             },
-            Ok(Some(Frame::Binary(len))) => {
+            Ok(Received::Frame(Frame::Binary(len))) => {
                 tracing::warn!(stream = stream.id, len, "skipping binary frame");
                 Event::Skipped(Skipped::Binary { len })
             }
@@ -322,8 +352,13 @@ async fn read_loop<R: FrameReader, H: Handler>(
             // caused (the server's answer to our Close frame): that stream
             // was closed by this side all the same. Without the check, about
             // one local close in ten reported `ServerClosed` over real sockets.
-            Ok(None) | Err(_) if stream.closed.is_closed() => return StreamEnd::Closed,
-            Ok(None) => return StreamEnd::ServerClosed,
+            Ok(Received::End(_)) | Err(_) if stream.closed.is_closed() => {
+                return StreamEnd::Closed;
+            }
+            Ok(Received::End(ServerEnd::Close { code, reason })) => {
+                return StreamEnd::ServerClosed { code, reason };
+            }
+            Ok(Received::End(ServerEnd::NoCloseFrame)) => return StreamEnd::ServerDisconnected,
             Err(error) => {
                 tracing::debug!(stream = stream.id, %error, "workspace stream read failed");
                 return StreamEnd::Failed(std::sync::Arc::new(error));

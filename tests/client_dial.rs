@@ -164,3 +164,49 @@ async fn a_token_that_cannot_be_a_header_is_an_invalid_token_error() {
     assert!(matches!(error, Error::InvalidToken), "{error:?}");
     assert_eq!(client.live_tasks(), 0);
 }
+
+/// `with_instance_id` sends `X-Instance-ID` on the upgrade, as kandev's Go
+/// client sends its execution id; an empty id sends nothing, like Go's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_id_is_sent_on_the_upgrade_request() {
+    let server = TestServer::start_with(ServerConfig::default().with_instance_id("exec-7"));
+    for (id, sent) in [
+        (Some("exec-7"), Some("exec-7")),
+        (Some(""), None),
+        (None, None),
+    ] {
+        let mut config = ClientConfig::default();
+        if let Some(id) = id {
+            config = config.with_instance_id(id);
+        }
+        let client = Client::with_config(&server.base_url(), config).unwrap();
+        let (handler, mut events) = recorder();
+        let _stream = client.stream_workspace(handler).await.unwrap();
+        events.expect_connected().await;
+        let upgrade = server.next_upgrade().await;
+        assert_eq!(upgrade.instance_id.as_deref(), sent, "{id:?}");
+        within(STEP, "close()", client.close()).await;
+    }
+
+    // A Go server running another instance answers 404: not transient.
+    let config = ClientConfig::default().with_instance_id("exec-8");
+    let client = Client::with_config(&server.base_url(), config).unwrap();
+    let (handler, _events) = recorder();
+    let result = within(STEP, "stream_workspace", client.stream_workspace(handler)).await;
+    match result {
+        Err(error @ Error::UpgradeRejected { status: 404 }) => assert!(!error.is_transient()),
+        other => panic!("expected a 404, got {other:?}"),
+    }
+    assert_eq!(client.spawned_tasks(), 0);
+
+    // An id that cannot be a header value is a configuration error.
+    let config = ClientConfig::default().with_instance_id("exec\n9");
+    let client = Client::with_config(&server.base_url(), config).unwrap();
+    let (handler, _events) = recorder();
+    let result = within(STEP, "stream_workspace", client.stream_workspace(handler)).await;
+    assert!(
+        matches!(result, Err(Error::InvalidInstanceId)),
+        "{result:?}"
+    );
+    server.wait_open(0).await;
+}

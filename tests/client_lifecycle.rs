@@ -303,7 +303,14 @@ async fn server_normal_close_ends_the_stream_and_the_client_can_stream_again() {
     conn.close();
     within(STEP, "done()", stream.done()).await;
     let end = within(STEP, "wait()", stream.wait()).await;
-    assert!(matches!(end, StreamEnd::ServerClosed), "{end:?}");
+    match &end {
+        StreamEnd::ServerClosed { code, reason } => {
+            assert_eq!(*code, Some(1000));
+            assert_eq!(reason, "server closing");
+        }
+        other => panic!("expected ServerClosed, got {other:?}"),
+    }
+    assert!(end.is_normal());
     assert_eq!(client.live_tasks(), 0);
     assert!(
         client.workspace_stream().is_none(),
@@ -335,7 +342,7 @@ async fn server_normal_close_ends_the_stream_and_the_client_can_stream_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_abrupt_disconnect_fails_the_stream_and_the_client_can_stream_again() {
+async fn server_drop_without_close_frame_is_reported_as_such_and_the_client_can_stream_again() {
     let server = TestServer::start();
     let client = Client::new(&server.base_url()).unwrap();
     let (handler, mut events) = recorder();
@@ -343,17 +350,15 @@ async fn server_abrupt_disconnect_fails_the_stream_and_the_client_can_stream_aga
     events.expect_connected().await;
     let conn = server.next_conn().await;
 
+    // The socket is dropped with no Close frame: a clean EOF, the way
+    // kandev's Go server ends every stream. It is its own end, not a
+    // transport error.
     conn.drop_abruptly();
     assert_eq!(conn.wait_closed().await, ConnEnd::Dropped);
     within(STEP, "done()", stream.done()).await;
     let end = within(STEP, "wait()", stream.wait()).await;
-    match &end {
-        StreamEnd::Failed(error) => {
-            assert!(matches!(**error, Error::Transport(_)), "{error:?}");
-            assert!(error.is_transient());
-        }
-        other => panic!("expected Failed, got {other:?}"),
-    }
+    assert!(matches!(end, StreamEnd::ServerDisconnected), "{end:?}");
+    assert!(end.is_normal());
     assert_eq!(client.live_tasks(), 0);
     assert!(client.workspace_stream().is_none());
     server.wait_open(0).await;
@@ -596,6 +601,40 @@ async fn a_stream_closed_by_this_side_always_ends_as_closed() {
         }
     }
     assert!(ends.is_empty(), "locally closed streams reported {ends:?}");
+    within(STEP, "close()", client.close()).await;
+    server.wait_open(0).await;
+}
+
+/// The server's Close code and reason reach `wait()`; a code other than
+/// 1000/1001 is not a normal end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_close_code_and_reason_reach_wait() {
+    let server = TestServer::start();
+    let client = Client::new(&server.base_url()).unwrap();
+    for (code, reason, normal) in [
+        (1008, "policy: token revoked", false),
+        (1011, "", false),
+        (1001, "going away", true),
+    ] {
+        let (handler, mut events) = recorder();
+        let stream = client.stream_workspace(handler).await.unwrap();
+        events.expect_connected().await;
+        let conn = server.next_conn().await;
+        conn.close_with(code, reason);
+        let end = within(STEP, "wait()", stream.wait()).await;
+        match &end {
+            StreamEnd::ServerClosed {
+                code: got,
+                reason: said,
+            } => {
+                assert_eq!(*got, Some(code));
+                assert_eq!(said, reason);
+            }
+            other => panic!("expected ServerClosed, got {other:?}"),
+        }
+        assert_eq!(end.is_normal(), normal, "{end:?}");
+        conn.wait_closed().await;
+    }
     within(STEP, "close()", client.close()).await;
     server.wait_open(0).await;
 }

@@ -378,3 +378,29 @@ async fn websocket_ping_frames_are_answered_and_not_delivered() {
     within(STEP, "close()", client.close()).await;
     server.wait_open(0).await;
 }
+
+/// A server flooding ping frames (each one makes the client queue a pong)
+/// ends the stream with `PingFlood` instead of keeping the client busy and,
+/// while it does not read, growing the client's write buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_ends_the_stream() {
+    let server = TestServer::start();
+    let client = Client::new(&server.base_url()).unwrap();
+    let (handler, mut events) = recorder();
+    let stream = client.stream_workspace(handler).await.unwrap();
+    events.expect_connected().await;
+    let conn = server.next_conn().await;
+
+    conn.stop_reading();
+    conn.send_ping_frames(20_000);
+    let end = within(STEP, "wait()", stream.wait()).await;
+    match &end {
+        StreamEnd::Failed(error) => assert!(
+            matches!(**error, Error::PingFlood { limit: 1000, .. }),
+            "{error:?}"
+        ),
+        other => panic!("expected a ping flood, got {other:?}"),
+    }
+    within(STEP, "close()", client.close()).await;
+    assert_eq!(client.live_tasks(), 0);
+}

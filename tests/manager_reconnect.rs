@@ -187,31 +187,111 @@ async fn gives_up_after_max_consecutive_failures() {
     assert_eq!(client.live_tasks(), 0);
 }
 
+/// A server that refuses the token (a real 401 on 127.0.0.1): retrying
+/// with the same token cannot succeed, so the manager gives up at once with
+/// `Unauthorized`, after one attempt, with no retry limit configured. (It
+/// used to retry a 401 for ever.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keeps_retrying_a_401_until_it_gives_up() {
+async fn a_401_stops_the_manager_at_once() {
     let server = TestServer::start_with(ServerConfig::default().with_token("right"));
     let config = ClientConfig::default().with_token("wrong");
     let client = Client::with_config(&server.base_url(), config).unwrap();
     let (make, _events) = numbered_handlers();
+    let manager = StreamManager::start(client.clone(), make, fast());
+    eventually(STEP, "the manager to give up", || {
+        manager.gave_up().is_some()
+    })
+    .await;
+    assert!(
+        matches!(manager.gave_up(), Some(Error::Unauthorized)),
+        "{:?}",
+        manager.gave_up()
+    );
+    within(STEP, "manager wait()", manager.wait()).await;
+    assert_eq!(server.upgrades().len(), 1, "no retry of a 401");
+    assert_eq!(server.open_connections(), 0);
+    assert_eq!(manager.live_tasks(), 0);
+    assert!(!client.is_closed(), "the manager leaves the client open");
+}
+
+/// A 404 (the path, or a Go server's answer to another instance id) is
+/// permanent too: the manager reports it instead of retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_for_another_instance_id_stops_the_manager() {
+    let server = TestServer::start_with(ServerConfig::default().with_instance_id("exec-1"));
+    let config = ClientConfig::default().with_instance_id("exec-2");
+    let client = Client::with_config(&server.base_url(), config).unwrap();
+    let (make, _events) = numbered_handlers();
+    let manager = StreamManager::start(client.clone(), make, fast());
+    eventually(STEP, "the manager to give up", || {
+        manager.gave_up().is_some()
+    })
+    .await;
+    assert!(
+        matches!(
+            manager.gave_up(),
+            Some(Error::UpgradeRejected { status: 404 })
+        ),
+        "{:?}",
+        manager.gave_up()
+    );
+    within(STEP, "manager wait()", manager.wait()).await;
+    assert_eq!(server.upgrades().len(), 1);
+}
+
+/// A 503 (a server at its connection cap) can succeed later: the manager
+/// keeps retrying, up to its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_is_retried() {
+    let server = TestServer::start_with(ServerConfig::default().refuse_with(503));
+    let client = Client::new(&server.base_url()).unwrap();
+    let (make, _events) = numbered_handlers();
     let manager = StreamManager::start(
         client.clone(),
         make,
-        fast().with_max_consecutive_failures(2),
+        fast().with_max_consecutive_failures(3),
     );
     eventually(STEP, "the manager to give up", || {
         manager.gave_up().is_some()
     })
     .await;
     match manager.gave_up() {
-        Some(Error::RetriesExhausted { attempts: 2, last }) => {
-            assert!(matches!(**last, Error::Unauthorized), "{last:?}")
+        Some(Error::RetriesExhausted { attempts: 3, last }) => {
+            assert!(
+                matches!(**last, Error::UpgradeRejected { status: 503 }),
+                "{last:?}"
+            )
         }
-        other => panic!("expected RetriesExhausted after 2, got {other:?}"),
+        other => panic!("expected RetriesExhausted after 3, got {other:?}"),
     }
     within(STEP, "manager wait()", manager.wait()).await;
-    assert_eq!(server.upgrades().len(), 2);
-    assert_eq!(server.open_connections(), 0);
-    assert_eq!(manager.live_tasks(), 0);
+    assert_eq!(server.upgrades().len(), 3);
+}
+
+/// Someone else holds the client's one stream: the manager cannot own it,
+/// and retrying would only poll until that stream ends and then race its
+/// owner. It gives up with `AlreadyConnected` and leaves that stream alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_stream_is_taken_stops_the_manager() {
+    let server = TestServer::start();
+    let client = Client::new(&server.base_url()).unwrap();
+    let (handler, _events) = support::recorder();
+    let theirs = client.stream_workspace(handler).await.unwrap();
+    let (make, _managed) = numbered_handlers();
+    let manager = StreamManager::start(client.clone(), make, fast());
+    eventually(STEP, "the manager to give up", || {
+        manager.gave_up().is_some()
+    })
+    .await;
+    assert!(
+        matches!(manager.gave_up(), Some(Error::AlreadyConnected)),
+        "{:?}",
+        manager.gave_up()
+    );
+    within(STEP, "manager wait()", manager.wait()).await;
+    assert_eq!(manager.connects(), 0);
+    assert!(!theirs.is_closed(), "the other stream is left alone");
+    within(STEP, "close()", client.close()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,7 +129,7 @@ async fn a_half_close_ends_the_stream_server_closed() {
     let stream = client.stream_workspace(ignore).await.unwrap();
     transport.inject(Fault::HalfClose);
     let end = within("wait()", stream.wait()).await;
-    assert!(matches!(end, StreamEnd::ServerClosed), "{end:?}");
+    assert!(matches!(end, StreamEnd::ServerClosed { .. }), "{end:?}");
     no_zombie(&client, &transport).await;
 }
 

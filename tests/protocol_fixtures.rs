@@ -37,6 +37,11 @@ const FIXTURES: &[(&str, &str)] = &[
     fixture!("error"),
     fixture!("unknown_type"),
     fixture!("unknown_fields"),
+    fixture!("go_shell_output"),
+    fixture!("go_shell_exit"),
+    fixture!("go_shell_resize"),
+    fixture!("go_process_status"),
+    fixture!("go_git_status"),
 ];
 
 fn fixture(name: &str) -> &'static str {
@@ -743,7 +748,11 @@ fn wrong_field_types_are_invalid_fields() {
             r#"{"type":"shell_resize","cols":80.5,"rows":24}"#,
             "shell_resize",
         ),
-        (r#"{"type":"shell_resize","cols":-80}"#, "shell_resize"),
+        // Go's `int` takes -80 but not 2^63.
+        (
+            r#"{"type":"shell_resize","cols":9223372036854775808}"#,
+            "shell_resize",
+        ),
         (
             r#"{"type":"connected","timestamp":"2025-01-19T18:40:05Z"}"#,
             "connected",
@@ -879,4 +888,93 @@ fn large_git_status() {
     assert_eq!(s.modified.len(), 1000);
     assert_eq!(s.modified[999], "src/module_0999/file.rs");
     assert_eq!(as_value(&env.encode()), text);
+}
+
+// ---------------------------------------------------------------------------
+// Frames exactly as Go's encoding/json writes them (gorilla's WriteJSON uses
+// json.Encoder): compact, `<` `>` `&` U+2028 U+2029 escaped as \uXXXX, a
+// trailing newline, `null` for nil slices, and Go's 64-bit `int`.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn go_fixtures_are_as_go_writes_them() {
+    for (name, text) in FIXTURES.iter().filter(|(n, _)| n.starts_with("go_")) {
+        assert!(
+            text.ends_with("}\n"),
+            "{name}: Go's Encoder ends with a newline"
+        );
+        assert_eq!(text.lines().count(), 1, "{name}: compact, one line");
+        assert!(!text.contains(['<', '>', '&']), "{name}: Go escapes HTML");
+    }
+}
+
+#[test]
+fn go_html_escapes_decode_to_the_characters() {
+    let env = decode("go_shell_output");
+    assert_eq!(env.timestamp, 1_737_312_001_456);
+    assert_eq!(
+        env.message,
+        Message::ShellOutput {
+            data: "<script>alert(1)</script> && echo 'ok' > out.txt\r\n\u{1b}[0m\u{2028}\u{2029}\u{fffd}"
+                .into()
+        }
+    );
+    assert_round_trip("go_shell_output", &env);
+}
+
+#[test]
+fn go_64_bit_exit_code_decodes() {
+    // 3221225477 = 0xC0000005, a Windows status; it does not fit an i32.
+    let env = decode("go_shell_exit");
+    assert_eq!(
+        env.message,
+        Message::ShellExit {
+            code: 3_221_225_477
+        }
+    );
+    assert_round_trip("go_shell_exit", &env);
+
+    let env = decode("go_process_status");
+    let Message::ProcessStatus(status) = &env.message else {
+        panic!("{:?}", env.message)
+    };
+    assert_eq!(status.exit_code, Some(3_221_225_477));
+    assert_eq!(status.command, "cmd.exe /c npm run dev > log.txt && exit");
+    assert_eq!(status.working_dir, r"C:\workspace\kandev");
+    assert_eq!(status.kind, ProcessKind::Dev);
+    assert_eq!(status.status, ProcessState::Failed);
+    assert_eq!(status.timestamp, "2025-01-19T18:40:49.870000001-05:00");
+    assert_round_trip("go_process_status", &env);
+}
+
+#[test]
+fn go_int_terminal_sizes_decode_whole() {
+    let env = decode("go_shell_resize");
+    assert_eq!(
+        env.message,
+        Message::ShellResize {
+            cols: 70_000,
+            rows: -1
+        }
+    );
+    assert_round_trip("go_shell_resize", &env);
+}
+
+#[test]
+fn go_null_lists_decode_empty() {
+    let env = decode("go_git_status");
+    let Message::GitStatus(status) = &env.message else {
+        panic!("{:?}", env.message)
+    };
+    for list in [
+        &status.modified,
+        &status.added,
+        &status.deleted,
+        &status.untracked,
+        &status.renamed,
+    ] {
+        assert!(list.is_empty(), "{list:?}");
+    }
+    assert_eq!(status.branch, "feat/<stream>");
+    assert_eq!(status.timestamp, "2025-01-19T18:40:05.249871Z");
 }

@@ -19,6 +19,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_wsdrain");
 /// Generous: CI has 2 cores and runs tests in parallel.
 const PATIENCE: Duration = Duration::from_secs(20);
 
+/// `$XDG_RUNTIME_DIR` of every process these tests start.
+fn runtime_dir() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-runtime");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A running `wsdrain` process; killed and reaped on drop.
 struct Proc {
     name: &'static str,
@@ -40,6 +47,9 @@ impl Proc {
             .env_remove("WSDRAIN_TOKEN")
             .env_remove("RUST_LOG")
             .env("WSDRAIN_LOG", "wsdrain=debug")
+            // `serve` saves its generated token under here, keyed by port,
+            // and `stream` finds it there for a loopback URL.
+            .env("XDG_RUNTIME_DIR", runtime_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -521,12 +531,13 @@ fn bad_usage_exits_with_2() {
     assert_eq!(client.wait_exit(PATIENCE).0, 2);
     let mut client = stream("http://127.0.0.1:1", &["--connect-timeout", "soon"]);
     assert_eq!(client.wait_exit(PATIENCE).0, 2);
-    // A non-loopback address without a token is refused.
+    // A non-loopback address without authentication is refused.
     let dir = tempfile::tempdir().unwrap();
     let mut serve = Proc::spawn(
         "serve",
         &[
             "serve",
+            "--insecure-no-auth",
             "--addr",
             "0.0.0.0:0",
             "--workspace",

@@ -114,22 +114,30 @@ async fn routing_and_auth() {
     let addr = server.local_addr();
     let path = wsdrain::STREAM_PATH;
     assert_eq!(
-        raw_status(addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").await,
+        raw_status(addr, "GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n").await,
         404
     );
     assert_eq!(
-        raw_status(addr, &format!("POST {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await,
+        raw_status(
+            addr,
+            &format!("POST {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        )
+        .await,
         405
     );
     // No token, and a wrong one: 401, upgrade headers or not.
     assert_eq!(
-        raw_status(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await,
+        raw_status(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        )
+        .await,
         401
     );
     assert_eq!(
         raw_status(
             addr,
-            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{UPGRADE}\r\n")
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{UPGRADE}\r\n")
         )
         .await,
         401
@@ -138,7 +146,7 @@ async fn routing_and_auth() {
         raw_status(
             addr,
             &format!(
-                "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cre\r\n{UPGRADE}\r\n"
+                "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cre\r\n{UPGRADE}\r\n"
             )
         )
         .await,
@@ -148,7 +156,9 @@ async fn routing_and_auth() {
     assert_eq!(
         raw_status(
             addr,
-            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n")
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cret\r\n\r\n"
+            )
         )
         .await,
         426
@@ -223,6 +233,8 @@ async fn shutdown_drains_connections_and_shells() {
             .await
             .unwrap();
         expect(&mut rx, "connected", |m| *m == Message::Connected).await;
+        // A shell is forked on first need: a resize is one.
+        stream.resize_shell(100, 30).await.unwrap();
         clients.push((client, stream, rx));
     }
     wait_until("5 shells run", || server.stats().shells_running == 5).await;
@@ -239,7 +251,7 @@ async fn shutdown_drains_connections_and_shells() {
     assert_eq!(after.connections_total, 5);
     for (client, stream, _) in &clients {
         let end = timeout(PATIENCE, stream.wait()).await.unwrap();
-        assert!(matches!(end, StreamEnd::ServerClosed), "{end:?}");
+        assert!(matches!(end, StreamEnd::ServerClosed { .. }), "{end:?}");
         client.close().await;
     }
 }
@@ -248,10 +260,16 @@ async fn shutdown_drains_connections_and_shells() {
 async fn client_close_stops_the_shell() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |c| c).await;
-    let (client, _stream, mut rx) = connect(&server.url(), ClientConfig::default())
+    let (client, stream, mut rx) = connect(&server.url(), ClientConfig::default())
         .await
         .unwrap();
     expect(&mut rx, "connected", |m| *m == Message::Connected).await;
+    assert_eq!(
+        server.stats().shells_running,
+        0,
+        "no shell before the connection needs one"
+    );
+    stream.resize_shell(100, 30).await.unwrap();
     wait_until("the shell runs", || server.stats().shells_running == 1).await;
     client.close().await;
     assert_eq!(client.live_tasks(), 0, "close() is a drain barrier");
@@ -278,8 +296,14 @@ async fn slow_client_drops_oldest_events_and_others_go_on() {
 
     // The slow client: floods its own shell's output and reads nothing, so
     // its socket and queue fill up.
+    // Its receive buffer is small, so the socket fills within the second
+    // below however loaded the machine is (autotuned loopback buffers take
+    // megabytes).
     let url = format!("ws://{}{}", server.local_addr(), wsdrain::STREAM_PATH);
-    let (mut slow, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.local_addr()).await.unwrap();
+    let (mut slow, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
     let flood = Envelope::new(Message::ShellInput {
         data: "yes 0123456789abcdef0123456789abcdef\n".into(),
     });
@@ -330,7 +354,12 @@ async fn slow_client_drops_oldest_events_and_others_go_on() {
         false
     })
     .await;
-    assert_eq!(found, Ok(true), "the slow client must be told to rescan");
+    assert_eq!(
+        found,
+        Ok(true),
+        "the slow client must be told to rescan; {:?}",
+        server.stats()
+    );
     assert!(server.stats().events_dropped > 0);
     drop(slow);
     client.close().await;

@@ -190,7 +190,7 @@ pub fn message(kind: u8, s: &str, n: i64) -> Message {
     let pick = |list: &[&'static str]| list[n.unsigned_abs() as usize % list.len()];
     match kind % 13 {
         0 => Message::ShellOutput { data: s.into() },
-        1 => Message::ShellExit { code: n as i32 },
+        1 => Message::ShellExit { code: n },
         2 => Message::Pong,
         3 => Message::Error { error: s.into() },
         4 => Message::FileChange(Box::new(FileChange {
@@ -228,12 +228,12 @@ pub fn message(kind: u8, s: &str, n: i64) -> Message {
         9 => Message::ProcessStatus(Box::new(ProcessStatus {
             process_id: s.into(),
             status: ProcessState::from(pick(&["starting", "exited", "zombie"])),
-            exit_code: (n % 3 != 0).then_some(n as i32),
+            exit_code: (n % 3 != 0).then_some(n),
             ..Default::default()
         })),
         10 => Message::ShellResize {
-            cols: n as u16,
-            rows: (n >> 16) as u16,
+            cols: i64::from(n as u16),
+            rows: i64::from((n >> 16) as u16),
         },
         11 => Message::ShellInput { data: s.into() },
         _ => Message::BranchSwitch(Map::from_iter([("branch".to_owned(), json!(s))])),
@@ -871,8 +871,8 @@ impl Harness {
                     Input::Resize { cols, rows } => (
                         within("resize_shell", s.handle.resize_shell(*cols, *rows)).await,
                         Message::ShellResize {
-                            cols: *cols,
-                            rows: *rows,
+                            cols: i64::from(*cols),
+                            rows: i64::from(*rows),
                         },
                     ),
                     Input::Ping => (within("ping", s.handle.ping()).await, Message::Ping),
@@ -1093,7 +1093,7 @@ impl Harness {
         let ends = self.model.clients[client].streams[stream].ends;
         let bit = match end {
             StreamEnd::Closed => END_CLOSED,
-            StreamEnd::ServerClosed => END_SERVER,
+            StreamEnd::ServerClosed { .. } | StreamEnd::ServerDisconnected => END_SERVER,
             StreamEnd::Failed(_) => END_FAILED,
             _ => 0,
         };

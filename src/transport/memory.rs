@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsi
 
 use futures_util::future::{Either, select};
 
-use super::{Frame, FrameReader, FrameWriter, Target, Transport, Utf8Bytes};
+use super::{Frame, FrameReader, FrameWriter, Received, ServerEnd, Target, Transport, Utf8Bytes};
 use crate::handler::{Event, Handler};
 use crate::protocol::{Envelope, Message};
 use crate::sync::{Arc, CloseSignal, Mutex, Queue};
@@ -23,8 +23,8 @@ use crate::{Error, Result};
 #[derive(Debug)]
 enum Down {
     Frame(Frame),
-    /// A normal close: the reader sees the end of the stream.
-    Close,
+    /// A close: the reader sees the end of the stream, with this end.
+    Close(ServerEnd),
 }
 
 /// The payload of every panic a [`Fault::HandlerPanic`] causes, so that a
@@ -355,9 +355,17 @@ impl ServerConn {
             .is_ok()
     }
 
-    /// Close the stream normally, after the frames already sent.
+    /// Close the stream normally (code 1000), after the frames already sent.
     pub fn close(&self) -> bool {
-        self.conn.down.try_send(Down::Close).is_ok()
+        self.close_with(ServerEnd::Close {
+            code: Some(1000),
+            reason: String::new(),
+        })
+    }
+
+    /// End the stream the way `end` says, after the frames already sent.
+    pub fn close_with(&self, end: ServerEnd) -> bool {
+        self.conn.down.try_send(Down::Close(end)).is_ok()
     }
 
     /// Drop the connection abruptly: frames not yet read are lost and the
@@ -385,7 +393,7 @@ impl ServerConn {
 #[derive(Debug)]
 pub struct MemoryReader {
     conn: Arc<Conn>,
-    ended: bool,
+    ended: Option<ServerEnd>,
 }
 
 /// Write half of a [`MemoryTransport`] connection.
@@ -453,7 +461,7 @@ impl Transport for MemoryTransport {
         Ok((
             MemoryReader {
                 conn: conn.clone(),
-                ended: false,
+                ended: None,
             },
             MemoryWriter { conn },
         ))
@@ -461,20 +469,20 @@ impl Transport for MemoryTransport {
 }
 
 impl FrameReader for MemoryReader {
-    async fn recv(&mut self) -> Result<Option<Frame>> {
-        if self.ended {
-            return Ok(None);
+    async fn recv(&mut self) -> Result<Received> {
+        if let Some(end) = &self.ended {
+            return Ok(Received::End(end.clone()));
         }
         match self.conn.down.recv().await {
-            Some(Down::Frame(frame)) => Ok(Some(frame)),
-            Some(Down::Close) => {
-                self.ended = true;
-                Ok(None)
+            Some(Down::Frame(frame)) => Ok(Received::Frame(frame)),
+            Some(Down::Close(end)) => {
+                self.ended = Some(end.clone());
+                Ok(Received::End(end))
             }
             None if self.conn.reset.load(SeqCst) => {
                 Err(Error::Transport("connection reset by peer".into()))
             }
-            None => Ok(None),
+            None => Ok(Received::End(ServerEnd::NoCloseFrame)),
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct Target {
     pub close_timeout: Duration,
     /// Read buffer of the connection, in bytes.
     pub read_buffer_size: usize,
+    /// Sent as `X-Instance-ID: <id>` on the upgrade request.
+    pub instance_id: Option<String>,
 }
 
 /// One frame from the server, as the reader sees it.
@@ -44,6 +46,33 @@ pub enum Frame {
     Text(Utf8Bytes),
     /// A binary frame (not part of the protocol): its length.
     Binary(usize),
+}
+
+/// How the server ended a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEnd {
+    /// The server sent a Close frame: its status code (`None` if the frame
+    /// carried none) and reason (may be empty).
+    Close {
+        /// The status code (RFC 6455, section 7.4), e.g. 1000 for a normal close.
+        code: Option<u16>,
+        /// The reason the server gave.
+        reason: String,
+    },
+    /// The TCP connection ended cleanly (EOF) without a Close frame: how
+    /// kandev's Go server ends every stream. A server process that exited
+    /// looks the same; a reset connection is an error instead.
+    NoCloseFrame,
+}
+
+/// What [`FrameReader::recv`] read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    /// One frame of the stream.
+    Frame(Frame),
+    /// The server ended the stream; every later `recv` may return this again.
+    End(ServerEnd),
 }
 
 /// Dials the workspace stream.
@@ -62,10 +91,11 @@ pub trait Transport: Send + Sync + 'static {
 
 /// The read half of a connection.
 pub trait FrameReader: Send + 'static {
-    /// The next frame; `Ok(None)` once the server closed the stream
-    /// normally; `Err` if the connection failed. Must be cancel-safe: the
-    /// reader races it against the stream's close signal.
-    fn recv(&mut self) -> impl Future<Output = Result<Option<Frame>>> + Send;
+    /// The next frame; [`Received::End`] once the server ended the stream
+    /// (with its Close code and reason, or without a Close frame); `Err` if
+    /// the connection failed. Must be cancel-safe: the reader races it
+    /// against the stream's close signal.
+    fn recv(&mut self) -> impl Future<Output = Result<Received>> + Send;
 }
 
 /// The write half of a connection.

@@ -4,16 +4,29 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::error::{CapacityError, UrlError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError, UrlError};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::{Frame, FrameReader, FrameWriter, Target, Transport};
+use super::{Frame, FrameReader, FrameWriter, Received, ServerEnd, Target, Transport};
 use crate::{Error, Result};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Bytes the client buffers before writing to the socket. The client sends
+/// little, and every send flushes, so a small buffer costs nothing.
+const WRITE_BUFFER_SIZE: usize = 16 * 1024;
+
+/// Most pings the server may send within [`PING_FLOOD_WINDOW`]. A server
+/// pings to keep the connection alive, a few times a minute; tungstenite
+/// answers each with a pong, so a server flooding pings makes the client
+/// work (and, while the server does not read, queue pongs) for nothing. Past
+/// this rate the stream ends with [`Error::PingFlood`].
+pub(crate) const PING_FLOOD_LIMIT: u32 = 1000;
+/// The window of [`PING_FLOOD_LIMIT`].
+const PING_FLOOD_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Dials `ws://` (and `wss://` where TLS is compiled in) with tokio-tungstenite.
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,6 +37,8 @@ pub struct WsTransport;
 pub struct WsReader {
     stream: SplitStream<Socket>,
     max_message_size: usize,
+    /// Start of the current ping-counting window, and the pings within it.
+    ping_window: Option<(tokio::time::Instant, u32)>,
 }
 
 /// Write half of a [`WsTransport`] connection.
@@ -31,6 +46,7 @@ pub struct WsReader {
 pub struct WsWriter {
     sink: SplitSink<Socket, Message>,
     close_timeout: std::time::Duration,
+    max_message_size: usize,
 }
 
 impl Transport for WsTransport {
@@ -48,8 +64,20 @@ impl Transport for WsTransport {
                 .map_err(|_| Error::InvalidToken)?;
             request.headers_mut().insert("Authorization", value);
         }
+        // Sent only when set and not empty, as kandev's Go client does.
+        if let Some(id) = target.instance_id.as_deref().filter(|id| !id.is_empty()) {
+            let value = HeaderValue::from_str(id).map_err(|_| Error::InvalidInstanceId)?;
+            request.headers_mut().insert("X-Instance-ID", value);
+        }
+        // The write buffer is bounded: a server that floods pings and never
+        // reads would otherwise grow it by one pong per ping, without limit
+        // (2.1 GB in 10 s was measured). Past the bound tungstenite keeps only
+        // the latest pong. The bound leaves room for one message as large as
+        // the largest the client accepts, which is also the largest it sends.
         let config = WebSocketConfig::default()
             .read_buffer_size(target.read_buffer_size)
+            .write_buffer_size(WRITE_BUFFER_SIZE)
+            .max_write_buffer_size(max_write_buffer_size(target.max_message_size))
             .max_message_size(Some(target.max_message_size))
             .max_frame_size(Some(target.max_message_size));
         let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
@@ -62,13 +90,23 @@ impl Transport for WsTransport {
             WsReader {
                 stream,
                 max_message_size: target.max_message_size,
+                ping_window: None,
             },
             WsWriter {
                 sink,
                 close_timeout: target.close_timeout,
+                max_message_size: target.max_message_size,
             },
         ))
     }
+}
+
+/// The write buffer's bound: the buffer, one frame of the largest message
+/// (plus its header), and room for a pong.
+fn max_write_buffer_size(max_message_size: usize) -> usize {
+    WRITE_BUFFER_SIZE
+        .saturating_add(max_message_size)
+        .saturating_add(256)
 }
 
 fn invalid_url(url: &str, error: WsError) -> Error {
@@ -102,15 +140,39 @@ fn dial_error(target: &Target, error: WsError) -> Error {
 }
 
 impl FrameReader for WsReader {
-    async fn recv(&mut self) -> Result<Option<Frame>> {
+    async fn recv(&mut self) -> Result<Received> {
         loop {
             return match self.stream.next().await {
-                Some(Ok(Message::Text(text))) => Ok(Some(Frame::Text(text))),
-                Some(Ok(Message::Binary(bytes))) => Ok(Some(Frame::Binary(bytes.len()))),
-                // Control frames: tungstenite answers pings itself.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Close(_))) | None => Ok(None),
-                Some(Err(WsError::ConnectionClosed)) => Ok(None),
+                Some(Ok(Message::Text(text))) => Ok(Received::Frame(Frame::Text(text))),
+                Some(Ok(Message::Binary(bytes))) => Ok(Received::Frame(Frame::Binary(bytes.len()))),
+                // tungstenite answers pings itself; count them.
+                Some(Ok(Message::Ping(_))) => {
+                    self.count_ping()?;
+                    continue;
+                }
+                Some(Ok(Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Close(frame))) => Ok(Received::End(match frame {
+                    Some(frame) => ServerEnd::Close {
+                        code: Some(frame.code.into()),
+                        reason: frame.reason.to_string(),
+                    },
+                    None => ServerEnd::Close {
+                        code: None,
+                        reason: String::new(),
+                    },
+                })),
+                // After the close handshake (the Close frame was already
+                // returned): report the same kind of end again.
+                None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+                    Ok(Received::End(ServerEnd::Close {
+                        code: None,
+                        reason: String::new(),
+                    }))
+                }
+                // A clean EOF with no Close frame: a Go server's normal end.
+                Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+                    Ok(Received::End(ServerEnd::NoCloseFrame))
+                }
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                     Err(Error::MessageTooLarge {
                         size,
@@ -123,12 +185,51 @@ impl FrameReader for WsReader {
     }
 }
 
+impl WsReader {
+    /// Count one ping; fail once the server sends more than
+    /// [`PING_FLOOD_LIMIT`] within [`PING_FLOOD_WINDOW`].
+    fn count_ping(&mut self) -> Result<()> {
+        let now = tokio::time::Instant::now();
+        let (start, count) = match self.ping_window {
+            Some((start, count)) if now.duration_since(start) < PING_FLOOD_WINDOW => {
+                (start, count + 1)
+            }
+            _ => (now, 1),
+        };
+        self.ping_window = Some((start, count));
+        if count > PING_FLOOD_LIMIT {
+            tracing::warn!(
+                pings = count,
+                window = ?PING_FLOOD_WINDOW,
+                "server floods pings; ending the stream"
+            );
+            return Err(Error::PingFlood {
+                limit: PING_FLOOD_LIMIT,
+                window: PING_FLOOD_WINDOW,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl FrameWriter for WsWriter {
     async fn send(&mut self, text: String) -> Result<()> {
+        let size = text.len();
         self.sink
             .send(Message::Text(text.into()))
             .await
-            .map_err(|e| Error::Transport(e.to_string()))
+            .map_err(|e| match e {
+                WsError::WriteBufferFull(_) if size > self.max_message_size => {
+                    Error::MessageTooLarge {
+                        size,
+                        limit: self.max_message_size,
+                    }
+                }
+                WsError::WriteBufferFull(_) => Error::Transport(
+                    "write buffer full: the server does not read what the client sends".into(),
+                ),
+                e => Error::Transport(e.to_string()),
+            })
     }
 
     async fn close(mut self) {

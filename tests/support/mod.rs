@@ -172,6 +172,8 @@ pub struct ServerConfig {
     no_pong: bool,
     hold_handshakes: bool,
     on_upgrade: Option<UpgradeHook>,
+    instance_id: Option<String>,
+    refuse_with: Option<u16>,
 }
 
 impl ServerConfig {
@@ -200,6 +202,19 @@ impl ServerConfig {
         self
     }
 
+    /// Answer an upgrade whose `X-Instance-ID` is present and differs from
+    /// `id` with 404, as kandev's Go server does.
+    pub fn with_instance_id(mut self, id: &str) -> Self {
+        self.instance_id = Some(id.to_owned());
+        self
+    }
+
+    /// Answer every upgrade on the stream path with this HTTP status.
+    pub fn refuse_with(mut self, status: u16) -> Self {
+        self.refuse_with = Some(status);
+        self
+    }
+
     /// Run `hook` when an upgrade request arrives.
     pub fn on_upgrade(mut self, hook: impl Fn(&UpgradeInfo) + Send + Sync + 'static) -> Self {
         self.on_upgrade = Some(Arc::new(hook));
@@ -216,6 +231,8 @@ pub struct UpgradeInfo {
     pub path: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The `X-Instance-ID` header, if any.
+    pub instance_id: Option<String>,
     /// Whether the server upgraded it (false: answered 401 or 404).
     pub accepted: bool,
 }
@@ -434,8 +451,20 @@ async fn serve(shared: Arc<ServerShared>, tcp: TcpStream) {
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let status = if path != STREAM_PATH {
+            let instance_id = request
+                .headers()
+                .get("x-instance-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let wrong_instance = shared
+                .config
+                .instance_id
+                .as_ref()
+                .is_some_and(|ours| instance_id.as_ref().is_some_and(|theirs| theirs != ours));
+            let status = if path != STREAM_PATH || wrong_instance {
                 Some(StatusCode::NOT_FOUND)
+            } else if let Some(status) = shared.config.refuse_with {
+                Some(StatusCode::from_u16(status).expect("a valid HTTP status"))
             } else if let Some(token) = &shared.config.token
                 && authorization.as_deref() != Some(format!("Bearer {token}").as_str())
             {
@@ -447,6 +476,7 @@ async fn serve(shared: Arc<ServerShared>, tcp: TcpStream) {
                 id,
                 path,
                 authorization,
+                instance_id,
                 accepted: status.is_none(),
             };
             shared.upgrades_log.lock().unwrap().push(info.clone());
@@ -635,9 +665,20 @@ impl ServerConn {
         self.command(Command::Frames(vec![frame]));
     }
 
+    /// Send `n` WebSocket Ping frames in one go.
+    pub fn send_ping_frames(&self, n: usize) {
+        let frame = WsMessage::Ping(b"flood".to_vec().into());
+        self.command(Command::Frames(vec![frame; n]));
+    }
+
     /// Start a normal close handshake (code 1000).
     pub fn close(&self) {
         self.command(Command::Close(CloseCode::Normal, "server closing".into()));
+    }
+
+    /// Start a close handshake with this code and reason.
+    pub fn close_with(&self, code: u16, reason: &str) {
+        self.command(Command::Close(CloseCode::from(code), reason.into()));
     }
 
     /// Stop reading from the socket (until the connection is dropped): what

@@ -2,6 +2,7 @@
 
 mod serve;
 mod stream;
+mod token;
 mod units;
 
 use std::process::ExitCode;
@@ -25,17 +26,28 @@ pub(crate) mod exit {
     pub(crate) const HANDSHAKE_TIMEOUT: u8 = 5;
     /// `stream`: the server sent a message over --max-message-size.
     pub(crate) const MESSAGE_TOO_LARGE: u8 = 6;
+    /// `stream`: the server closed the stream with a Close code other than
+    /// 1000 (normal) or 1001 (going away), e.g. 1008 or 1011.
+    pub(crate) const SERVER_CLOSE_ABNORMAL: u8 = 7;
+    /// `stream`: the server ended the TCP connection without a Close frame.
+    /// Not 0: a server process that died looks the same, so only the caller
+    /// can know it is a normal end (kandev's Go server ends every stream so);
+    /// not 1: nothing failed on the connection.
+    pub(crate) const NO_CLOSE_FRAME: u8 = 8;
 }
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0  normal end (server closed the stream, stdin ended, SIGINT/SIGTERM)
-  1  other failure (e.g. the connection broke, the upgrade was rejected)
+  1  other failure (e.g. the connection broke, the upgrade was rejected,
+     stdout failed)
   2  bad usage or configuration
   3  authentication refused by the server (HTTP 401)
   4  connection refused
   5  connect/handshake timeout
-  6  message over --max-message-size";
+  6  message over --max-message-size
+  7  stream: the server closed it with a Close code other than 1000/1001
+  8  stream: the server ended the connection without a Close frame";
 
 #[derive(Debug, Parser)]
 #[command(

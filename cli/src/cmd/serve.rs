@@ -9,13 +9,18 @@ use std::time::Duration;
 use clap::Args;
 use wsdrain_cli::server::{Server, ServerConfig};
 
-use super::exit;
 use super::units::parse_duration;
+use super::{exit, token};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Prints `listening on HOST:PORT` as its first line on stdout; logs go to stderr
-(filter with WSDRAIN_LOG or RUST_LOG, e.g. WSDRAIN_LOG=debug).
+Prints `listening on HOST:PORT` as its first line on stdout, then the token
+line (`token TOKEN ...`, where it was saved); logs go to stderr (filter with
+WSDRAIN_LOG or RUST_LOG, e.g. WSDRAIN_LOG=debug). Without --token a random
+token is generated and saved to --token-file (default
+$XDG_RUNTIME_DIR/wsdrain/token-PORT), where `wsdrain stream` finds it.
+Upgrades with an Origin header (web pages) not on --allow-origin, or a Host
+that is not this server's, are refused with 403.
 SIGINT/SIGTERM: stop accepting, close every connection, stop every shell, exit 0
 (a second signal exits at once with 130).
 Exit codes: 0 clean shutdown, 1 runtime failure (e.g. the address is in use),
@@ -25,9 +30,36 @@ pub(crate) struct ServeArgs {
     /// address needs a token.
     #[arg(long, default_value = "127.0.0.1:0", value_parser = parse_addr)]
     addr: SocketAddr,
-    /// Bearer token clients must send (empty: none).
+    /// Bearer token clients must send (default: a random one, printed and
+    /// saved to --token-file).
     #[arg(long, env = "WSDRAIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Where to save the token, readable by you only (default: `wsdrain/token-PORT`
+    /// under $XDG_RUNTIME_DIR, else $XDG_STATE_HOME, else ~/.local/state). A
+    /// generated token is always saved; a --token only when this is given.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Accept clients without a token. Anything on this machine that can reach
+    /// the port gets a shell as you (web pages are still refused by the
+    /// Origin and Host checks).
+    #[arg(long = "insecure-no-auth", conflicts_with_all = ["token", "token_file"])]
+    no_auth: bool,
+    /// Allow upgrades from this browser origin (`scheme://host[:port]`);
+    /// repeatable. By default every request with an Origin header is refused.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// Accept this name in the Host header too (besides localhost, loopback
+    /// addresses and the bound address); repeatable. For a non-loopback bind
+    /// reached through a DNS name.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allow_hosts: Vec<String>,
+    /// Connections open at once; past it, upgrades are answered 503.
+    #[arg(long, default_value_t = 128)]
+    max_connections: usize,
+    /// Refuse (404) an upgrade whose X-Instance-ID header names another
+    /// instance, as agentctl does.
+    #[arg(long, value_name = "ID")]
+    instance_id: Option<String>,
     /// The workspace directory to serve.
     #[arg(long, default_value = ".")]
     workspace: PathBuf,
@@ -48,6 +80,10 @@ pub(crate) struct ServeArgs {
     /// coalesce into at most one (see `wsdrain_cli::server` for the rule).
     #[arg(long, default_value = "50ms", value_parser = parse_duration)]
     coalesce_window: Duration,
+    /// When a connection ends: time between SIGHUP to its shell's session and
+    /// SIGKILL to what is left of it (jobs' cleanup traps run meanwhile).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    shell_grace: Duration,
     /// Least time between two `git status` runs.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     git_interval: Duration,
@@ -76,15 +112,34 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
     } else {
         args.shell
     };
+    let (token, generated) = if args.no_auth {
+        (None, false)
+    } else {
+        match args.token.filter(|t| !t.is_empty()) {
+            Some(token) => (Some(token), false),
+            None => match token::generate() {
+                Ok(token) => (Some(token), true),
+                Err(error) => {
+                    eprintln!("wsdrain: error: cannot generate a token from /dev/urandom: {error}");
+                    return exit::FAILURE;
+                }
+            },
+        }
+    };
     let config = ServerConfig::new(args.workspace)
         .with_addr(args.addr)
-        .with_token(args.token)
+        .with_token(token.clone())
         .with_shell(shell)
         .with_queue_capacity(args.queue_capacity)
         .with_event_buffer(args.event_buffer)
         .with_write_timeout(args.write_timeout)
         .with_coalesce_window(args.coalesce_window)
-        .with_git_interval(args.git_interval);
+        .with_git_interval(args.git_interval)
+        .with_shell_grace(args.shell_grace)
+        .with_allowed_origins(args.allow_origins)
+        .with_allowed_hosts(args.allow_hosts)
+        .with_max_connections(args.max_connections)
+        .with_instance_id(args.instance_id);
     let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(error) => {
@@ -96,9 +151,52 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
             };
         }
     };
+    let addr = server.local_addr();
+    // A generated token goes to the default file unless told otherwise; a
+    // given one only where asked.
+    let token_file = match (&token, args.token_file) {
+        (Some(_), Some(path)) => Some(path),
+        (Some(_), None) if generated => token::default_path(addr.port()),
+        _ => None,
+    };
+    let mut saved = None;
+    if let (Some(token), Some(path)) = (&token, &token_file) {
+        match token::save(path, token) {
+            Ok(()) => saved = Some(path.clone()),
+            Err(error) => {
+                eprintln!(
+                    "wsdrain: error: cannot save the token to {}: {error}",
+                    path.display()
+                );
+                return exit::FAILURE;
+            }
+        }
+    }
     {
+        // The token goes to the terminal only, never to the log.
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "listening on {}", server.local_addr());
+        let _ = writeln!(stdout, "listening on {addr}");
+        match (&token, &saved) {
+            (Some(token), Some(path)) => {
+                let _ = writeln!(
+                    stdout,
+                    "token {token} (saved to {}; `wsdrain stream --url http://{addr}` reads it from there)",
+                    path.display()
+                );
+            }
+            (Some(_), None) => {
+                let _ = writeln!(stdout, "token: the one given (--token or WSDRAIN_TOKEN)");
+            }
+            (None, _) => {
+                let _ = writeln!(
+                    stdout,
+                    "WARNING: no authentication (--insecure-no-auth): any local user or program can get a shell as you"
+                );
+                tracing::warn!(
+                    "no authentication: any local program reaching the port gets a shell"
+                );
+            }
+        }
         let _ = stdout.flush();
     }
     server
@@ -115,5 +213,11 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
             });
         })
         .await;
+    if let Some(path) = saved {
+        // Only this server's: it wrote the file at start.
+        if token::load(&path).ok() == token {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
     exit::OK
 }

@@ -25,25 +25,40 @@ else goes to stdout, so `wsdrain stream ... | jq` works). Each line read on
 stdin is sent as `shell_input`, newline included. Malformed messages, unknown
 message types and binary frames are reported on stderr and skipped.
 
-The stream ends with exit 0 when the server closes it, when stdin ends (after
-the server has acknowledged every input line; see --linger), or on
-SIGINT/SIGTERM (the client is closed and drained first).
+The stream ends with exit 0 when the server closes it normally (Close code 1000
+or 1001), when stdin ends (after the server has acknowledged every input line;
+see --linger), when stdout is a closed pipe (e.g. `| head`), or on
+SIGINT/SIGTERM (the client is closed and drained first), whatever stdin is.
+The server's Close code and reason are printed on stderr. A server that ends
+the connection without a Close frame (kandev's Go server always does; a server
+process that exited looks the same) gets exit 8, not a transport error.
 
 Exit codes:
   0  normal end
-  1  other failure (e.g. the connection broke, the upgrade was rejected)
+  1  other failure (e.g. the connection broke, the upgrade was rejected, stdout
+     failed, e.g. a full disk)
   2  bad usage (e.g. a malformed --url)
   3  authentication refused by the server (HTTP 401)
   4  connection refused
   5  connect/handshake timeout (--connect-timeout)
-  6  a message over --max-message-size")]
+  6  a message over --max-message-size
+  7  the server closed the stream with a Close code other than 1000/1001
+  8  the server ended the connection without a Close frame")]
 pub(crate) struct StreamArgs {
     /// The agent's base URL, http://HOST:PORT (the stream is at /api/v1/workspace/stream).
     #[arg(long)]
     url: String,
-    /// Bearer token to send (empty: none).
+    /// Bearer token to send (empty: none). Default: read from --token-file.
     #[arg(long, env = "WSDRAIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the token from this file (one trailing newline is trimmed). Default
+    /// for a loopback URL: the file `wsdrain serve` saved for that port, if any.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
+    /// Send `X-Instance-ID: ID` on the upgrade, as kandev's Go client sends its
+    /// execution id; a Go server with another instance id answers 404 (exit 1).
+    #[arg(long, value_name = "ID")]
+    instance_id: Option<String>,
     /// Bound on TCP connect plus the WebSocket handshake (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     connect_timeout: Duration,
@@ -105,7 +120,10 @@ impl Handler for Printer {
 enum Outcome {
     Interrupted,
     InputDone,
+    /// Stdout is a closed pipe (`| head`): a normal end.
     StdoutClosed,
+    /// Writing stdout failed otherwise (e.g. a full disk): data was lost.
+    StdoutFailed(std::io::Error),
     Ended(StreamEnd),
 }
 
@@ -122,8 +140,28 @@ pub(crate) async fn run(args: StreamArgs) -> u8 {
         .with_max_message_size(args.max_message_size)
         // A SIGINT must end the process within a second, stuck server or not.
         .with_close_timeout(Duration::from_millis(300));
-    if let Some(token) = args.token.filter(|t| !t.is_empty()) {
+    let token = match args.token.filter(|t| !t.is_empty()) {
+        Some(token) => Some(token),
+        None => match &args.token_file {
+            Some(path) => match super::token::load(path) {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    eprintln!(
+                        "wsdrain: error: cannot read the token file {}: {error}",
+                        path.display()
+                    );
+                    return exit::USAGE;
+                }
+            },
+            None => super::token::default_for_url(&args.url)
+                .and_then(|path| super::token::load(&path).ok()),
+        },
+    };
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
         config = config.with_token(token);
+    }
+    if let Some(id) = args.instance_id.filter(|id| !id.is_empty()) {
+        config = config.with_instance_id(id);
     }
     let client = match Client::with_config(&args.url, config) {
         Ok(client) => client,
@@ -183,8 +221,11 @@ pub(crate) async fn run(args: StreamArgs) -> u8 {
                 // Ok: every line is written because the stream's reader has
                 // ended; `ended` tells how. Err: stdout is gone (e.g. `| head`).
                 if let Ok(Err(error)) = r {
-                    tracing::debug!(%error, "stdout closed");
-                    break Outcome::StdoutClosed;
+                    if error.kind() == std::io::ErrorKind::BrokenPipe {
+                        tracing::debug!(%error, "stdout closed");
+                        break Outcome::StdoutClosed;
+                    }
+                    break Outcome::StdoutFailed(error);
                 }
             }
             line = stdin_rx.recv(), if stdin_open => {
@@ -247,15 +288,73 @@ pub(crate) async fn run(args: StreamArgs) -> u8 {
         Outcome::Ended(end) => Some(end.clone()),
         _ => None,
     };
+    // Every sender of the stdout queue is gone now: let the writer finish.
+    let mut stdout_error = match outcome {
+        Outcome::StdoutFailed(error) => Some(error),
+        _ => None,
+    };
     drop(stream);
     drop(client);
-    // Every sender of the stdout queue is gone now: let the writer finish.
-    if let Some(done) = stdout_done {
-        let _ = tokio::time::timeout(STDOUT_DRAIN, done).await;
+    if let Some(done) = stdout_done
+        && let Ok(Ok(Err(error))) = tokio::time::timeout(STDOUT_DRAIN, done).await
+        && error.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        stdout_error.get_or_insert(error);
+    }
+    if let Some(error) = stdout_error {
+        // Output was lost: that is never a normal end.
+        eprintln!("wsdrain: error: cannot write to stdout: {error}");
+        return exit::FAILURE;
     }
     match end {
-        Some(StreamEnd::Failed(error)) => failure(&error),
+        Some(end) => end_code(&end),
+        None => exit::OK,
+    }
+}
+
+/// Report how the server ended the stream on stderr; its exit code.
+fn end_code(end: &StreamEnd) -> u8 {
+    match end {
+        StreamEnd::ServerClosed { code, reason } => {
+            let code_text = match code {
+                Some(code) => format!("{code} ({})", close_code_name(*code)),
+                None => "none".to_owned(),
+            };
+            eprintln!("wsdrain: the server closed the stream: code {code_text}, reason {reason:?}");
+            if end.is_normal() {
+                exit::OK
+            } else {
+                exit::SERVER_CLOSE_ABNORMAL
+            }
+        }
+        StreamEnd::ServerDisconnected => {
+            eprintln!(
+                "wsdrain: the server ended the connection without a Close frame \
+                 (kandev's Go server ends every stream this way; a server that exited looks the same)"
+            );
+            exit::NO_CLOSE_FRAME
+        }
+        StreamEnd::Failed(error) => failure(error),
         _ => exit::OK,
+    }
+}
+
+/// The RFC 6455 name of a Close status code.
+fn close_code_name(code: u16) -> &'static str {
+    match code {
+        1000 => "normal",
+        1001 => "going away",
+        1002 => "protocol error",
+        1003 => "unsupported data",
+        1007 => "invalid payload",
+        1008 => "policy violation",
+        1009 => "message too big",
+        1010 => "extension required",
+        1011 => "server error",
+        1012 => "service restart",
+        1013 => "try again later",
+        3000..=4999 => "application-defined",
+        _ => "unknown",
     }
 }
 

@@ -3,18 +3,19 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::handshake::{self, Outcome};
-use super::shell::{self, Shell};
+use super::shell::{self, Input, Shell};
 use super::{Shared, bump, drop_one, encode};
 use wsdrain::protocol::{Envelope, FileChange, FileOperation, Message};
 
@@ -25,9 +26,32 @@ enum End {
     ClientGone,
     /// The server shuts down: close frame 1001.
     ServerShutdown,
-    /// The socket took no data in time: drop it without a close frame.
+    /// The socket took no data in time, or the peer let the write buffer
+    /// fill: drop it without a close frame (it reads nothing).
     Stuck,
+    /// The client broke the protocol (or the server failed): a close frame
+    /// with this code (1002, 1007, 1008, 1009, 1011) and reason.
+    Failed(CloseCode, &'static str),
 }
+
+impl End {
+    /// How a failed read ends the connection.
+    fn of_read_error(error: &WsError) -> End {
+        match error {
+            WsError::Protocol(_) => End::Failed(CloseCode::Protocol, "protocol error"),
+            WsError::Utf8(_) => End::Failed(CloseCode::Invalid, "invalid UTF-8 in a text frame"),
+            WsError::Capacity(_) => End::Failed(CloseCode::Size, "message too big"),
+            WsError::AttackAttempt => End::Failed(CloseCode::Policy, "attack attempt"),
+            WsError::WriteBufferFull(_) => End::Stuck,
+            WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => End::ClientGone,
+            _ => End::Failed(CloseCode::Error, "internal error"),
+        }
+    }
+}
+
+/// Shell input waiting for the shell to read it, in messages. The reader
+/// never waits behind the pty: it queues the input here and reads on.
+const INPUT_QUEUE: usize = 64;
 
 /// The per-connection state the tasks share.
 struct Conn {
@@ -56,10 +80,10 @@ pub(crate) async fn serve(
         () = shutdown.cancelled() => return,
         r = tokio::time::timeout(shared.config.handshake_timeout, handshake::accept(&shared, tcp)) => r,
     };
-    let ws = match handshake {
-        Ok(Ok(Outcome::Upgraded(ws))) => ws,
-        Ok(Ok(Outcome::Refused(status))) => {
-            tracing::info!(%peer, status, "request refused");
+    let (ws, _slot) = match handshake {
+        Ok(Ok(Outcome::Upgraded(ws, slot))) => (ws, slot),
+        Ok(Ok(Outcome::Refused(status, reason))) => {
+            tracing::info!(%peer, status, reason, "request refused");
             return;
         }
         Ok(Err(error)) => {
@@ -102,30 +126,26 @@ pub(crate) async fn serve(
         events,
         out.clone(),
     ));
-    let mut shell = match shell::spawn(&shared, &tracker, out.clone(), conn.stop.clone()) {
-        Ok(shell) => Some(shell),
-        Err(error) => {
-            tracing::warn!(conn = id, %error, "cannot start the shell");
-            let _ = out
-                .send(encode(Message::Error {
-                    error: format!("cannot start the shell {:?}: {error}", shared.config.shell),
-                }))
-                .await;
-            None
-        }
+    // The shell is forked on first need (the first `shell_input` or
+    // `shell_resize`): a connection that only watches files costs no process.
+    let mut shell = LazyShell {
+        shared: shared.clone(),
+        tracker: tracker.clone(),
+        out: out.clone(),
+        stop: conn.stop.clone(),
+        state: ShellState::NotStarted,
     };
-
-    read_loop(&conn, stream, &out, shell.as_mut()).await;
+    let ended = read_loop(&shared, &conn, stream, &out, &mut shell).await;
     // Whatever ended the reader ends everything else.
     conn.finish(if shutdown.is_cancelled() {
         End::ServerShutdown
     } else {
-        End::ClientGone
+        ended
     });
     drop(out);
     let _ = writer.await;
     let _ = forwarder.await;
-    if let Some(shell) = shell {
+    if let ShellState::Running(shell) = shell.state {
         shell.wait().await;
     }
     drop_one(&counters.connections_open);
@@ -137,16 +157,20 @@ type WsStream = futures_util::stream::SplitStream<tokio_tungstenite::WebSocketSt
 type WsSink =
     futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<TcpStream>, WsMessage>;
 
-/// Read the client's messages until it goes away or the connection stops.
+/// Read the client's messages until it goes away or the connection stops;
+/// how it ended. It never waits on the shell (input goes through a queue
+/// to the shell's writer task), so a client that goes away is noticed
+/// whatever the shell is doing.
 async fn read_loop(
+    shared: &Shared,
     conn: &Conn,
     mut stream: WsStream,
     out: &mpsc::Sender<Utf8Bytes>,
-    mut shell: Option<&mut Shell>,
-) {
+    shell: &mut LazyShell,
+) -> End {
     loop {
         let frame = tokio::select! {
-            () = conn.stop.cancelled() => return,
+            () = conn.stop.cancelled() => return End::ClientGone,
             frame = stream.next() => frame,
         };
         let text = match frame {
@@ -155,38 +179,61 @@ async fn read_loop(
                 tracing::debug!(conn = conn.id, len = bytes.len(), "ignoring binary frame");
                 continue;
             }
-            Some(Ok(WsMessage::Close(_))) | None => return,
+            Some(Ok(WsMessage::Close(_))) | None => return End::ClientGone,
             Some(Ok(_)) => continue, // ping/pong frames: tungstenite answers
             Some(Err(error)) => {
-                tracing::debug!(conn = conn.id, %error, "read failed");
-                return;
+                let end = End::of_read_error(&error);
+                match end {
+                    End::Failed(code, _) => {
+                        tracing::info!(conn = conn.id, peer = %conn.peer, %error, code = u16::from(code), "closing: the client broke the protocol")
+                    }
+                    _ => tracing::debug!(conn = conn.id, %error, "read failed"),
+                }
+                return end;
             }
         };
         let reply = match Envelope::decode(text.as_str()) {
             Ok(envelope) => match envelope.message {
                 Message::Ping => Some(Message::Pong),
-                Message::ShellInput { data } => match shell.as_deref_mut() {
-                    Some(_) if data.is_empty() => None,
-                    Some(shell) => {
+                Message::ShellInput { data } if data.is_empty() => None,
+                Message::ShellInput { data } => match shell.get(conn.id) {
+                    Ok(shell) => {
                         tracing::debug!(conn = conn.id, len = data.len(), "shell input received");
-                        let written = tokio::select! {
-                            () = conn.stop.cancelled() => return,
-                            r = shell.write(data.as_bytes()) => r,
-                        };
-                        written.err().map(|error| Message::Error {
-                            error: format!("shell input not written: {error}"),
-                        })
+                        match queue_input(shared, conn, shell, Input::Data(data)).await {
+                            Ok(reply) => reply,
+                            Err(end) => return end,
+                        }
                     }
-                    None => Some(Message::Error {
-                        error: "no shell".into(),
-                    }),
+                    Err(error) => Some(error),
                 },
-                Message::ShellResize { cols, rows } => shell
-                    .as_deref()
-                    .and_then(|s| s.resize(cols, rows).err())
-                    .map(|error| Message::Error {
-                        error: format!("shell not resized: {error}"),
-                    }),
+                // The wire has Go's 64-bit `int`; a terminal has 16-bit sizes.
+                Message::ShellResize { cols, rows }
+                    if !(1..=i64::from(u16::MAX)).contains(&cols)
+                        || !(1..=i64::from(u16::MAX)).contains(&rows) =>
+                {
+                    Some(Message::Error {
+                        error: format!("shell not resized: invalid size {cols}x{rows}"),
+                    })
+                }
+                Message::ShellResize { cols, rows } => match shell.get(conn.id) {
+                    Ok(shell) => {
+                        match queue_input(
+                            shared,
+                            conn,
+                            shell,
+                            Input::Resize {
+                                cols: cols as u16,
+                                rows: rows as u16,
+                            },
+                        )
+                        .await
+                        {
+                            Ok(reply) => reply,
+                            Err(end) => return end,
+                        }
+                    }
+                    Err(error) => Some(error),
+                },
                 other => {
                     tracing::debug!(conn = conn.id, kind = other.kind(), "ignoring message");
                     None
@@ -201,14 +248,103 @@ async fn read_loop(
         };
         if let Some(reply) = reply {
             tokio::select! {
-                () = conn.stop.cancelled() => return,
-                r = out.send(encode(reply)) => if r.is_err() { return },
+                () = conn.stop.cancelled() => return End::ClientGone,
+                r = out.send(encode(reply)) => if r.is_err() { return End::ClientGone },
             }
         }
     }
 }
 
-/// Write the outbound queue to the socket; on the way out, the close frame.
+/// The connection's shell, forked when first needed.
+struct LazyShell {
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    out: mpsc::Sender<Utf8Bytes>,
+    stop: CancellationToken,
+    state: ShellState,
+}
+
+enum ShellState {
+    NotStarted,
+    Running(Shell),
+    /// It could not be started; said once, then "no shell".
+    Unavailable,
+}
+
+impl LazyShell {
+    /// The shell, started now if it was not yet; else the error to send.
+    fn get(&mut self, conn: u64) -> Result<&Shell, Message> {
+        if let ShellState::NotStarted = self.state {
+            let shared = &self.shared;
+            match shell::spawn(
+                shared,
+                &self.tracker,
+                self.out.clone(),
+                self.stop.clone(),
+                INPUT_QUEUE,
+            ) {
+                Ok(shell) => self.state = ShellState::Running(shell),
+                Err(error) => {
+                    let error = if shared.root.is_dir() {
+                        format!("cannot start the shell {:?}: {error}", shared.config.shell)
+                    } else {
+                        format!(
+                            "cannot start the shell: the workspace {} no longer exists",
+                            shared.root.display()
+                        )
+                    };
+                    tracing::warn!(conn, %error, "cannot start the shell");
+                    self.state = ShellState::Unavailable;
+                    return Err(Message::Error { error });
+                }
+            }
+        }
+        match &self.state {
+            ShellState::Running(shell) => Ok(shell),
+            _ => Err(Message::Error {
+                error: "no shell".into(),
+            }),
+        }
+    }
+}
+
+/// Queue input for the shell's writer task. A full queue (the shell reads
+/// no input) is waited on for at most `write_timeout`; past that the
+/// connection ends with 1008. The reply to send, if any.
+async fn queue_input(
+    shared: &Shared,
+    conn: &Conn,
+    shell: &Shell,
+    input: Input,
+) -> Result<Option<Message>, End> {
+    if shell.has_exited() {
+        return Ok(Some(Message::Error {
+            error: "shell input not written: the shell has exited".into(),
+        }));
+    }
+    let limit = shared.config.write_timeout;
+    let queued = tokio::select! {
+        () = conn.stop.cancelled() => return Err(End::ClientGone),
+        r = tokio::time::timeout(limit, shell.input().send(input)) => r,
+    };
+    match queued {
+        Ok(Ok(())) => Ok(None),
+        Ok(Err(_)) => Ok(Some(Message::Error {
+            error: "shell input not written: the shell has exited".into(),
+        })),
+        Err(_) => {
+            tracing::warn!(conn = conn.id, peer = %conn.peer, ?limit, "closing: the shell has read none of its queued input in time");
+            Err(End::Failed(
+                CloseCode::Policy,
+                "the shell is not reading its input",
+            ))
+        }
+    }
+}
+
+/// Write the outbound queue to the socket, and a keepalive ping when
+/// nothing else was sent for a while (a write to a client that went away
+/// fails, which ends the connection); on the way out, the close frame.
 async fn write_loop(
     shared: Arc<Shared>,
     conn: Arc<Conn>,
@@ -216,20 +352,43 @@ async fn write_loop(
     mut queue: mpsc::Receiver<Utf8Bytes>,
 ) {
     let timeout = shared.config.write_timeout;
+    let keepalive = shared.config.keepalive_interval;
+    let mut ticker = tokio::time::interval(if keepalive.is_zero() {
+        Duration::from_secs(24 * 3600)
+    } else {
+        keepalive
+    });
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.reset();
     loop {
-        let text = tokio::select! {
+        let message = tokio::select! {
             () = conn.stop.cancelled() => break,
             text = queue.recv() => match text {
-                Some(text) => text,
+                Some(text) => WsMessage::Text(text),
                 None => break,
             },
+            _ = ticker.tick(), if !keepalive.is_zero() => WsMessage::Ping(Default::default()),
         };
+        ticker.reset();
         let sent = tokio::select! {
             () = conn.stop.cancelled() => break,
-            r = tokio::time::timeout(timeout, sink.send(WsMessage::Text(text))) => r,
+            r = tokio::time::timeout(timeout, sink.send(message)) => r,
         };
         match sent {
             Ok(Ok(())) => {}
+            Ok(Err(WsError::WriteBufferFull(_))) => {
+                // Unsent data reached max_write_buffer: the peer reads nothing
+                // (a ping flood does this: a pong per ping).
+                tracing::warn!(
+                    conn = conn.id,
+                    peer = %conn.peer,
+                    limit = shared.config.max_write_buffer,
+                    "dropping client: its unsent data reached the write buffer limit"
+                );
+                bump(&shared.counters.clients_dropped, 1);
+                conn.finish(End::Stuck);
+                break;
+            }
             Ok(Err(error)) => {
                 tracing::debug!(conn = conn.id, %error, "write failed");
                 conn.finish(End::ClientGone);
@@ -252,13 +411,17 @@ async fn write_loop(
     let frame = match end {
         Some(End::Stuck) => return,
         Some(End::ClientGone) => None,
+        Some(End::Failed(code, reason)) => Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }),
         Some(End::ServerShutdown) | None => Some(CloseFrame {
             code: CloseCode::Away,
             reason: "server shutting down".into(),
         }),
     };
     // Bounded: a peer that reads nothing must not hold up the drain.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
         if let Some(frame) = frame {
             let _ = sink.send(WsMessage::Close(Some(frame))).await;
         }

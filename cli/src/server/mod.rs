@@ -5,11 +5,24 @@
 //! the way the agentctl server does (protocol.md, section 3), for one
 //! workspace directory:
 //!
-//! * **Auth.** With a token configured, an upgrade request without
-//!   `Authorization: Bearer <token>` (compared in constant time) is answered
-//!   `401` and not upgraded. Any other path is `404`; another method `405`;
-//!   a request to the stream path that is not a WebSocket upgrade `426`.
-//!   [`Server::bind`] refuses a non-loopback address without a token.
+//! * **Who may upgrade**, checked in this order on every request to the
+//!   stream path (any other path is `404`, another method `405`):
+//!   - `Host` must name this server: `localhost`, a loopback address, the
+//!     bound address (any IP literal when bound to `0.0.0.0`/`::`), or a name
+//!     in [`ServerConfig::allowed_hosts`]; else `403` (a DNS-rebinding page
+//!     sends its own name).
+//!   - `Origin` must be absent (not a browser) or in
+//!     [`ServerConfig::allowed_origins`] (none by default); else `403`,
+//!     `null` included. Browsers do not apply CORS to WebSockets: this is
+//!     what keeps a web page the user visits away from the shell.
+//!   - With a token configured, `Authorization: Bearer <token>` (compared
+//!     in constant time), else `401`. [`Server::bind`] refuses a
+//!     non-loopback address without a token. (The library has no token by
+//!     default; `wsdrain serve` generates one.)
+//!   - With [`ServerConfig::instance_id`], an `X-Instance-ID` header naming
+//!     another instance gets `404` (as agentctl answers).
+//!   - Not a WebSocket upgrade: `426`. More than 64 headers or 16 KiB of
+//!     head: `431`. [`ServerConfig::max_connections`] (128) open: `503`.
 //! * **Messages.** `connected` first, then the current `git_status` (when the
 //!   workspace is in a git repository), then `file_change` and `git_status`
 //!   events as they happen, and the connection's own shell's `shell_output`
@@ -18,12 +31,29 @@
 //!   a pty). A malformed message from the client is answered with an `error`
 //!   message; the connection goes on.
 //! * **One shell per connection**, started in the workspace on a new pty
-//!   (`$TERM` defaults to `xterm-256color`). It lives as long as the
+//!   (`$TERM` defaults to `xterm-256color`) when the connection first needs
+//!   it: its first `shell_input` or `shell_resize` (so a connection that
+//!   only watches files costs no process, and many open fast; the shell's
+//!   prompt arrives after that first message). It lives as long as the
 //!   connection; when it exits by itself the connection stays open (file and
 //!   git events go on) and later `shell_input` is answered with an `error`.
-//!   When the connection ends, the shell's process group and the terminal's
-//!   foreground process group get `SIGHUP`, then `SIGKILL` after
-//!   [`ServerConfig::shell_grace`], and the shell is reaped.
+//!   `shell_input` goes through a queue (64 messages) to a task that writes
+//!   the pty, so the connection's reader never waits on the shell: a client
+//!   that goes away is noticed whatever the shell is doing. A shell that
+//!   reads none of a full queue for [`ServerConfig::write_timeout`] ends the
+//!   connection (close 1008).
+//!   When the connection ends, every process group of the shell's
+//!   **session** (the shell's, the foreground job's, background and `nohup`
+//!   jobs: every process whose session id is the shell's) gets `SIGHUP`;
+//!   after [`ServerConfig::shell_grace`], or as soon as the session is
+//!   empty, what is left gets `SIGKILL`, and the shell is reaped. Jobs a
+//!   shell that exited by itself left behind end the same way when the
+//!   connection does. Processes that left the session (`setsid`) are not
+//!   found.
+//! * **Protocol errors** end the connection with a close frame: `1002`
+//!   (protocol error, e.g. an unmasked frame), `1007` (a text frame that is
+//!   not UTF-8), `1009` (over [`ServerConfig::max_message_size`]), `1011`
+//!   (internal error).
 //!
 //! # File events and their coalescing rule
 //!
@@ -49,7 +79,11 @@
 //! happened. Events under `.git/` are not published (they only schedule a
 //! git status refresh). If the kernel's or the watcher's queue overflows, a
 //! `file_change` with operation `refresh` and an empty path tells clients to
-//! rescan the whole workspace.
+//! rescan the whole workspace. Symbolic links are not followed (nothing
+//! outside the workspace is watched or published). If the workspace
+//! directory is deleted, clients get an `error` message saying so and it is
+//! logged at `warn`; when a directory appears at the same path again, it is
+//! watched again and clients get a `refresh`.
 //!
 //! # Git status
 //!
@@ -79,9 +113,13 @@
 //!   not read while its queue is full, so a slow client only slows its own
 //!   shell.
 //! * A connection whose socket accepts no data for
-//!   [`ServerConfig::write_timeout`] (30 s) is dropped (logged at `warn`,
-//!   counted in [`ServerStats::clients_dropped`]); it cannot be sent a close
-//!   frame, as it reads nothing.
+//!   [`ServerConfig::write_timeout`] (30 s), or whose unsent data reaches
+//!   [`ServerConfig::max_write_buffer`] (2 MiB; a peer that floods pings and
+//!   reads nothing gets there), is dropped (logged at `warn`, counted in
+//!   [`ServerStats::clients_dropped`]); it cannot be sent a close frame, as
+//!   it reads nothing. The server sends a WebSocket ping every
+//!   [`ServerConfig::keepalive_interval`] (5 s) without other traffic, so
+//!   such a peer, or one that went away, is found even when all is quiet.
 //!
 //! # Shutdown
 //!
@@ -156,6 +194,25 @@ pub struct ServerConfig {
     pub git_poll_interval: Duration,
     /// Time between `SIGHUP` and `SIGKILL` when a shell is stopped (default 500 ms).
     pub shell_grace: Duration,
+    /// Browser origins allowed to upgrade (`Origin` header, e.g.
+    /// `https://app.example`); a request without `Origin` (not a browser) always
+    /// passes. Default: none.
+    pub allowed_origins: Vec<String>,
+    /// Host names, besides the loopback names and the bound address, that the
+    /// `Host` header may carry (a DNS-rebinding guard). Default: none.
+    pub allowed_hosts: Vec<String>,
+    /// Connections open at once; the next upgrade is answered 503 (default 128).
+    pub max_connections: usize,
+    /// When set, an upgrade carrying a different `X-Instance-ID` header is
+    /// answered 404, as agentctl does (a request without the header passes).
+    pub instance_id: Option<String>,
+    /// Bound on a connection's unsent WebSocket data, in bytes (default 2 MiB);
+    /// also the largest message the server can send. A peer that lets it fill
+    /// (it does not read, e.g. while flooding pings) is dropped.
+    pub max_write_buffer: usize,
+    /// The server sends a WebSocket ping this often, so a client that went
+    /// away is noticed even when nothing else is sent (default 5 s).
+    pub keepalive_interval: Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -174,6 +231,12 @@ impl std::fmt::Debug for ServerConfig {
             .field("git_interval", &self.git_interval)
             .field("git_poll_interval", &self.git_poll_interval)
             .field("shell_grace", &self.shell_grace)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_connections", &self.max_connections)
+            .field("instance_id", &self.instance_id)
+            .field("max_write_buffer", &self.max_write_buffer)
+            .field("keepalive_interval", &self.keepalive_interval)
             .finish()
     }
 }
@@ -197,6 +260,12 @@ impl ServerConfig {
             git_interval: Duration::from_millis(500),
             git_poll_interval: Duration::from_secs(10),
             shell_grace: Duration::from_millis(500),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_connections: 128,
+            instance_id: None,
+            max_write_buffer: 2 << 20,
+            keepalive_interval: Duration::from_secs(5),
         }
     }
 
@@ -257,6 +326,48 @@ impl ServerConfig {
     /// Set the grace time between `SIGHUP` and `SIGKILL` for shells.
     pub fn with_shell_grace(mut self, grace: Duration) -> Self {
         self.shell_grace = grace;
+        self
+    }
+
+    /// Allow upgrades from these browser origins (`scheme://host[:port]`).
+    pub fn with_allowed_origins(mut self, origins: impl IntoIterator<Item = String>) -> Self {
+        self.allowed_origins = origins
+            .into_iter()
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    /// Accept these names in the `Host` header too (no port).
+    pub fn with_allowed_hosts(mut self, hosts: impl IntoIterator<Item = String>) -> Self {
+        self.allowed_hosts = hosts
+            .into_iter()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    /// Set how many connections may be open at once (at least 1).
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// Answer an upgrade with another `X-Instance-ID` with 404 (empty: no check).
+    pub fn with_instance_id(mut self, id: Option<String>) -> Self {
+        self.instance_id = id.filter(|i| !i.is_empty());
+        self
+    }
+
+    /// Set the bound on a connection's unsent data (at least 256 KiB).
+    pub fn with_max_write_buffer(mut self, bytes: usize) -> Self {
+        self.max_write_buffer = bytes.max(256 << 10);
+        self
+    }
+
+    /// Set the keepalive ping period (zero: no pings).
+    pub fn with_keepalive_interval(mut self, interval: Duration) -> Self {
+        self.keepalive_interval = interval;
         self
     }
 }
@@ -322,6 +433,10 @@ pub struct ServerStats {
     pub clients_dropped: u64,
     /// Upgrade requests refused with 401.
     pub unauthorized: u64,
+    /// Upgrade requests refused with 403 (foreign `Origin` or `Host`).
+    pub forbidden: u64,
+    /// Upgrade requests refused with 503 (`max_connections` reached).
+    pub over_capacity: u64,
 }
 
 #[derive(Debug, Default)]
@@ -333,6 +448,8 @@ pub(crate) struct Counters {
     events_dropped: AtomicU64,
     clients_dropped: AtomicU64,
     unauthorized: AtomicU64,
+    forbidden: AtomicU64,
+    over_capacity: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -354,6 +471,8 @@ impl Counters {
             events_dropped: get(&self.events_dropped),
             clients_dropped: get(&self.clients_dropped),
             unauthorized: get(&self.unauthorized),
+            forbidden: get(&self.forbidden),
+            over_capacity: get(&self.over_capacity),
         }
     }
 }
@@ -368,6 +487,10 @@ pub(crate) struct Shared {
     /// The latest `git_status` message, for new and lagging connections.
     pub(crate) git_latest: tokio_watch::Receiver<Option<Utf8Bytes>>,
     pub(crate) counters: Counters,
+    /// The address the server listens on (the `Host` check accepts its IP).
+    pub(crate) local_addr: SocketAddr,
+    /// One permit per open connection (`max_connections`).
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -389,6 +512,32 @@ pub(crate) fn rfc3339_now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
+/// Pause after a failed `accept` (EMFILE and friends), instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Logs failed `accept`s at most once a second.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, error: &std::io::Error) {
+        let now = std::time::Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(%error, not_logged = self.suppressed, "accept failed; backing off");
+        self.last_logged = Some(now);
+        self.suppressed = 0;
+    }
+}
+
 /// A bound server, not yet accepting. See the [module docs](self).
 pub struct Server {
     listener: TcpListener,
@@ -397,7 +546,7 @@ pub struct Server {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// Kept alive while the server runs; dropping it stops the watcher thread.
-    watcher: notify::RecommendedWatcher,
+    watcher: watch::SharedWatcher,
     /// A server dropped without running stops its watcher and git tasks.
     _stop_on_drop: DropGuard,
 }
@@ -439,6 +588,7 @@ impl Server {
             source,
         })?;
 
+        let config_max = config.max_connections;
         let (events, _) = broadcast::channel(config.event_buffer);
         let (git_tx, git_latest) = tokio_watch::channel(None);
         let shared = Arc::new(Shared {
@@ -447,6 +597,8 @@ impl Server {
             events,
             git_latest,
             counters: Counters::default(),
+            local_addr,
+            slots: Arc::new(tokio::sync::Semaphore::new(config_max)),
         });
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
@@ -505,6 +657,7 @@ impl Server {
             ..
         } = self;
         let mut signal = std::pin::pin!(signal);
+        let mut accept_errors = AcceptErrors::default();
         loop {
             tokio::select! {
                 () = &mut signal => break,
@@ -521,9 +674,10 @@ impl Server {
                         ));
                     }
                     Err(error) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        // EMFILE and friends: log at most once a second (with
+                        // how many were not logged), back off instead of spinning.
+                        accept_errors.failed(&error);
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                 },
             }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use notify::event::{EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher};
@@ -94,6 +95,8 @@ struct Batch {
     order: Vec<String>,
     state: HashMap<String, Op>,
     refresh: bool,
+    /// The workspace directory itself was removed or renamed.
+    root_gone: bool,
 }
 
 impl Batch {
@@ -130,29 +133,45 @@ fn is_git_internal(rel: &str) -> bool {
     rel == ".git" || rel.starts_with(".git/")
 }
 
-/// Start the recursive watcher and the coalescing task.
+/// The watcher, shared by the server (which drops it at shutdown) and the
+/// coalescing task (which re-adds the workspace when it comes back).
+pub(crate) type SharedWatcher = Arc<std::sync::Mutex<notify::RecommendedWatcher>>;
+
+/// How often, when no event comes, the workspace is checked for existence.
+const ROOT_CHECK: Duration = Duration::from_secs(1);
+/// How often a deleted workspace is looked for.
+const REAPPEAR_POLL: Duration = Duration::from_millis(250);
+
+/// Start the recursive watcher and the coalescing task. Symbolic links are
+/// not followed: a link to `/usr` must not add thousands of watches, nor
+/// publish changes outside the workspace.
 pub(crate) fn start(
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
     stop: &CancellationToken,
     git_trigger: Arc<Notify>,
-) -> notify::Result<notify::RecommendedWatcher> {
+) -> notify::Result<SharedWatcher> {
     let (tx, rx) = mpsc::channel(RAW_QUEUE);
     let overflow = Arc::new(AtomicBool::new(false));
     let flag = overflow.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Never block the watcher thread: a full queue means "rescan".
-        if tx.try_send(event).is_err() {
-            flag.store(true, Ordering::Relaxed);
-        }
-    })?;
+    let mut watcher = notify::RecommendedWatcher::new(
+        move |event: notify::Result<notify::Event>| {
+            // Never block the watcher thread: a full queue means "rescan".
+            if tx.try_send(event).is_err() {
+                flag.store(true, Ordering::Relaxed);
+            }
+        },
+        notify::Config::default().with_follow_symlinks(false),
+    )?;
     watcher.watch(&shared.root, RecursiveMode::Recursive)?;
+    let watcher = Arc::new(std::sync::Mutex::new(watcher));
     tracker.spawn(coalesce(
         shared.clone(),
         rx,
         overflow,
         stop.clone(),
         git_trigger,
+        watcher.clone(),
     ));
     Ok(watcher)
 }
@@ -163,6 +182,7 @@ async fn coalesce(
     overflow: Arc<AtomicBool>,
     stop: CancellationToken,
     git_trigger: Arc<Notify>,
+    watcher: SharedWatcher,
 ) {
     let window = shared.config.coalesce_window;
     let mut batch = Batch::default();
@@ -171,6 +191,14 @@ async fn coalesce(
         let first = tokio::select! {
             () = stop.cancelled() => return,
             event = rx.recv() => event,
+            // The kernel reports a deleted directory only once nothing uses it
+            // (a shell's working directory does), so look for it too.
+            () = tokio::time::sleep(ROOT_CHECK) => {
+                if !shared.root.is_dir() && !wait_for_workspace(&shared, &stop, &watcher, &mut rx).await {
+                    return;
+                }
+                continue;
+            }
         };
         let Some(first) = first else { return };
         let mut git_touched = add_event(&shared.root, &mut batch, first);
@@ -193,7 +221,58 @@ async fn coalesce(
         if git_touched || !batch.is_empty() {
             git_trigger.notify_one();
         }
+        let root_gone = batch.root_gone && !shared.root.is_dir();
         publish(&shared, std::mem::take(&mut batch)).await;
+        if root_gone && !wait_for_workspace(&shared, &stop, &watcher, &mut rx).await {
+            return;
+        }
+    }
+}
+
+/// The workspace directory was deleted (or moved away): tell clients, wait
+/// until it is back, watch it again and tell clients to rescan. False when
+/// the server stops first.
+async fn wait_for_workspace(
+    shared: &Shared,
+    stop: &CancellationToken,
+    watcher: &SharedWatcher,
+    rx: &mut mpsc::Receiver<notify::Result<notify::Event>>,
+) -> bool {
+    let root = shared.root.display();
+    tracing::warn!(workspace = %root, "the workspace was deleted; watching for it to come back");
+    shared.publish(encode(Message::Error {
+        error: format!(
+            "the workspace {root} was deleted; file events resume if it is created again"
+        ),
+    }));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return false,
+            () = tokio::time::sleep(REAPPEAR_POLL) => {}
+        }
+        // Events of the old directory mean nothing now.
+        while rx.try_recv().is_ok() {}
+        if !shared.root.is_dir() {
+            continue;
+        }
+        let watched = {
+            let mut watcher = watcher.lock().unwrap();
+            let _ = watcher.unwatch(&shared.root);
+            watcher.watch(&shared.root, RecursiveMode::Recursive)
+        };
+        match watched {
+            Ok(()) => {
+                tracing::info!(workspace = %root, "the workspace is back; watching it again");
+                shared.publish(encode(Message::FileChange(Box::new(FileChange {
+                    timestamp: rfc3339_now(),
+                    operation: FileOperation::Refresh,
+                    ..FileChange::default()
+                }))));
+                return true;
+            }
+            // Created and deleted again at once, say: keep looking.
+            Err(error) => tracing::debug!(%error, "cannot watch the workspace yet"),
+        }
     }
 }
 
@@ -209,6 +288,13 @@ fn add_event(root: &Path, batch: &mut Batch, event: notify::Result<notify::Event
     };
     if event.need_rescan() {
         batch.refresh = true;
+    }
+    if matches!(
+        event.kind,
+        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+    ) && event.paths.iter().any(|p| p == root)
+    {
+        batch.root_gone = true;
     }
     let mut git = false;
     for (index, op) in classify(&event) {

@@ -1,0 +1,137 @@
+//! When a connection ends, its shell's whole session is ended with grace:
+//! SIGHUP to every process group of the session, the grace time, then
+//! SIGKILL. Real shells, real jobs, a client that goes away.
+#![cfg(unix)]
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+
+/// A sleep length unique to this test run, so leftovers of other runs never match.
+fn unique_secs(n: u32) -> String {
+    format!("{}", 100_000 + (std::process::id() % 100_000) * 10 + n)
+}
+
+fn connect(serve: &Serve) -> std::net::TcpStream {
+    let (status, _, mut tcp) = upgrade(serve.addr, &serve.auth());
+    assert_eq!(status, 101);
+    expect_json(&mut tcp, "connected", |v| v["type"] == "connected");
+    tcp
+}
+
+/// A foreground job that traps SIGHUP gets to run its cleanup (it was
+/// SIGKILLed at once before, as soon as the shell exited).
+#[test]
+fn a_foreground_jobs_hup_trap_runs_before_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &["--shell-grace", "5s"]);
+    let mut tcp = connect(&serve);
+    // The job's cleanup takes a second, as removing a lock file after
+    // flushing state might.
+    tcp.write_all(&shell_input(
+        "sh -c 'trap \"sleep 1; echo done > hup-cleaned; exit 0\" HUP; echo ar\"\"med; while :; do sleep 0.1; done'\n",
+    ))
+    .unwrap();
+    expect_shell_output(&mut tcp, "armed");
+    reset(tcp);
+    let path = dir.path().join("hup-cleaned");
+    wait_until("the trap wrote its file", PATIENCE, || path.exists());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "done\n");
+    wait_until("the disconnect is logged", PATIENCE, || {
+        serve.stderr().contains("client disconnected")
+    });
+}
+
+/// Jobs that stay in the shell's session but not in its process group or
+/// the foreground (`nohup ... &`, a background job) end with the connection.
+#[test]
+fn background_and_nohup_jobs_end_with_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    let mut tcp = connect(&serve);
+    let (a, b) = (
+        format!("sleep {}", unique_secs(1)),
+        format!("sleep {}", unique_secs(2)),
+    );
+    tcp.write_all(&shell_input(&format!(
+        "nohup {a} >/dev/null 2>&1 & {b} & echo bg\"\"ok\n"
+    )))
+    .unwrap();
+    expect_shell_output(&mut tcp, "bgok");
+    wait_until("both jobs run", PATIENCE, || {
+        !processes_matching(&a).is_empty() && !processes_matching(&b).is_empty()
+    });
+    drop(tcp);
+    wait_until("both jobs are ended", PATIENCE, || {
+        processes_matching(&a).is_empty() && processes_matching(&b).is_empty()
+    });
+}
+
+/// A job left behind by a shell that exited by itself ends when the
+/// connection does.
+#[test]
+fn jobs_left_by_an_exited_shell_end_with_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    let mut tcp = connect(&serve);
+    let job = format!("sleep {}", unique_secs(3));
+    tcp.write_all(&shell_input(&format!("nohup {job} >/dev/null 2>&1 &\n")))
+        .unwrap();
+    wait_until("the job runs", PATIENCE, || {
+        !processes_matching(&job).is_empty()
+    });
+    tcp.write_all(&shell_input("exit\n")).unwrap();
+    expect_json(&mut tcp, "shell_exit", |v| v["type"] == "shell_exit");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !processes_matching(&job).is_empty(),
+        "the job lives while the connection does"
+    );
+    drop(tcp);
+    wait_until("the job is ended", PATIENCE, || {
+        processes_matching(&job).is_empty()
+    });
+}
+
+/// Child processes of `pid` (its shells), from `/proc`.
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .flat_map(|task| {
+            std::fs::read_to_string(task.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .filter(|&child| alive(child))
+        .collect()
+}
+
+/// Connections that only watch files fork no shell; the first
+/// `shell_input` of a connection forks its shell.
+#[test]
+fn no_shell_is_forked_until_a_connection_needs_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    let mut idle: Vec<_> = (0..10).map(|_| connect(&serve)).collect();
+    std::fs::write(dir.path().join("seen.txt"), "x").unwrap();
+    for tcp in &mut idle {
+        expect_json(tcp, "the change", |v| v["type"] == "file_change");
+    }
+    assert_eq!(
+        children(serve.pid()),
+        Vec::<i32>::new(),
+        "shells forked for idle connections"
+    );
+    let mut tcp = connect(&serve);
+    tcp.write_all(&shell_input("echo fo\"\"rked\n")).unwrap();
+    expect_shell_output(&mut tcp, "forked");
+    assert_eq!(children(serve.pid()).len(), 1);
+}
