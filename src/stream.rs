@@ -295,12 +295,16 @@ struct ReaderExit<'a, T> {
 impl<T> Drop for ReaderExit<'_, T> {
     fn drop(&mut self) {
         let (shared, stream) = (self.shared, self.stream);
-        // Only set if the reader did not get to say how the stream ended.
-        stream.finish(StreamEnd::Failed(std::sync::Arc::new(
+        // Only set if the reader did not get to say how the stream ended:
+        // it unwound, or its task was dropped (its runtime shut down).
+        let cause = if std::thread::panicking() {
             Error::HandlerPanicked {
                 message: "the reader task unwound".into(),
-            },
-        )));
+            }
+        } else {
+            Error::Transport("the reader task was dropped (its runtime shut down?)".into())
+        };
+        stream.finish(StreamEnd::Failed(std::sync::Arc::new(cause)));
         {
             let mut state = shared.state.lock();
             let ours = state
