@@ -137,11 +137,14 @@ fn rss(pid: i32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The upgrade request's headers, lower-case names.
+type Headers = Vec<(String, String)>;
+
 /// A one-connection WebSocket server on 127.0.0.1: `script` runs on the
 /// accepted socket. Returns the base URL and the upgrade request's headers.
 fn ws_server(
     script: impl FnOnce(WebSocket<TcpStream>) + Send + 'static,
-) -> (String, Receiver<Vec<(String, String)>>, JoinHandle<()>) {
+) -> (String, Receiver<Headers>, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (headers_tx, headers) = channel();

@@ -23,6 +23,11 @@ use super::Shared;
 const MAX_HEAD: usize = 16 * 1024;
 /// Most request headers accepted (more: 431).
 const MAX_HEADERS: usize = 64;
+/// Bytes read from the socket at once. tungstenite's default (128 KiB) is
+/// allocated and zeroed per connection, which made it most of an idle
+/// connection's memory; clients send small messages, and a larger one grows
+/// the buffer as needed.
+const READ_BUFFER: usize = 8 * 1024;
 /// Bytes the socket writes at once; [`ServerConfig::max_write_buffer`](super::ServerConfig::max_write_buffer)
 /// bounds what may wait unsent.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -133,6 +138,7 @@ pub(crate) async fn accept(shared: &Shared, mut tcp: TcpStream) -> std::io::Resu
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(size))
         .max_frame_size(Some(size))
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         // Unbounded by default: a peer that sends pings and reads nothing
         // would make every pong pile up here.
