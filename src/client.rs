@@ -1,13 +1,14 @@
 //! The workspace-stream client and its drain barrier.
 
 use std::fmt;
-use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::time::Duration;
 
-use crate::bugs::{Bug, Bugs};
+#[cfg(wsdrain_bugs)]
+use crate::bugs::Bugs;
 use crate::handler::Handler;
 use crate::probe::Probe;
 use crate::stream::{StreamInner, WorkspaceStream, start_tasks};
+use crate::sync::unchecked::IdCounter;
 use crate::sync::{Arc, Mutex, WaitGroup, current_task};
 use crate::transport::{FrameWriter, Target, Transport, WsTransport};
 use crate::{Error, Result};
@@ -40,6 +41,7 @@ pub struct ClientConfig {
     /// instance id differs answers 404 ([`Error::UpgradeRejected`]), so a
     /// client does not attach to a different agent that reuses the port.
     pub instance_id: Option<String>,
+    #[cfg(wsdrain_bugs)]
     pub(crate) bugs: Bugs,
 }
 
@@ -53,6 +55,7 @@ impl Default for ClientConfig {
             close_timeout: Duration::from_secs(1),
             read_buffer_size: 128 * 1024,
             instance_id: None,
+            #[cfg(wsdrain_bugs)]
             bugs: Bugs::NONE,
         }
     }
@@ -115,8 +118,8 @@ impl ClientConfig {
         self
     }
 
-    /// Switch historical bugs back on (test builds only).
-    #[cfg(feature = "bug-catalog")]
+    /// Switch historical bugs back on (builds with `--cfg wsdrain_bugs` only).
+    #[cfg(wsdrain_bugs)]
     pub fn with_bugs(mut self, bugs: Bugs) -> Self {
         self.bugs = bugs;
         self
@@ -191,9 +194,11 @@ pub(crate) struct Shared<T> {
     /// runs on it (from its handler); see `close()`.
     pub(crate) tasks: WaitGroup,
     pub(crate) probe: Probe,
-    next_stream: StdAtomicU64,
+    /// Stream ids, for logs and the probe.
+    next_stream: IdCounter,
 }
 
+#[cfg(wsdrain_bugs)]
 impl<T> Shared<T> {
     pub(crate) fn bugs(&self) -> Bugs {
         self.config.bugs
@@ -243,7 +248,7 @@ impl<T: Transport> Client<T> {
                 state: Mutex::new(State::default()),
                 tasks: WaitGroup::new(),
                 probe: Probe::new("client"),
-                next_stream: StdAtomicU64::new(0),
+                next_stream: IdCounter::new(),
             }),
         }
     }
@@ -262,10 +267,9 @@ impl<T: Transport> Client<T> {
     /// transport's error.
     pub async fn stream_workspace<H: Handler>(&self, handler: H) -> Result<WorkspaceStream> {
         let shared = &self.shared;
-        let bugs = shared.bugs();
         {
             let state = shared.state.lock();
-            if state.closed && !bugs.on(Bug::DialVsClose) {
+            if state.closed && !bug!(shared, DialVsClose) {
                 return Err(Error::ClientClosed);
             }
             if state.current.is_some() {
@@ -276,22 +280,19 @@ impl<T: Transport> Client<T> {
         // Dial with no lock held: it may take long, and close() must not wait for it.
         crate::trace_point!("stream_workspace: dial");
         let (reader, writer) = shared.transport.dial(&shared.target).await?;
-        let id = shared
-            .next_stream
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
+        let id = shared.next_stream.next();
         let stream = Arc::new(StreamInner::new(id, shared.config.input_queue_capacity));
 
         let refused = {
             let mut state = shared.state.lock();
-            if state.closed && !bugs.on(Bug::DialVsClose) {
+            if state.closed && !bug!(shared, DialVsClose) {
                 // close() ran during the dial: it must not find tasks later.
                 Some(Error::ClosedDuringDial)
-            } else if state.current.is_some() && !bugs.on(Bug::ConcurrentDialOrphan) {
+            } else if state.current.is_some() && !bug!(shared, ConcurrentDialOrphan) {
                 // Another caller passed the pre-dial check too and won.
                 Some(Error::AlreadyConnected)
             } else {
-                if !bugs.on(Bug::AddAfterPublish) {
+                if !bug!(shared, AddAfterPublish) {
                     // Count the tasks before anyone can see the stream: a
                     // close() that captures it must find the count at 2.
                     stream.wg.add(2);
@@ -310,7 +311,7 @@ impl<T: Transport> Client<T> {
             writer.close().await;
             return Err(error);
         }
-        if bugs.on(Bug::AddAfterPublish) {
+        if bug!(shared, AddAfterPublish) {
             // H5: the stream is already visible to close() here.
             stream.wg.add(2);
             shared.tasks.add(2);
@@ -360,7 +361,6 @@ impl<T: Transport> Client<T> {
     /// [`close_workspace_stream`](Self::close_workspace_stream) too.
     pub async fn close(&self) {
         let shared = &*self.shared;
-        let bugs = shared.bugs();
         let streams: Vec<Arc<StreamInner>> = {
             let mut state = shared.state.lock();
             state.closed = true;
@@ -374,9 +374,9 @@ impl<T: Transport> Client<T> {
         for stream in &streams {
             stream.close_as(shared);
         }
-        if !bugs.on(Bug::CloseNoDrain) {
+        if !bug!(shared, CloseNoDrain) {
             let me = current_task();
-            if !bugs.on(Bug::CloseFromCallback)
+            if !bug!(shared, CloseFromCallback)
                 && let Some(own) = streams.iter().find(|s| s.is_reader(me))
             {
                 // We run on this stream's reader: count it out now (it exits
@@ -419,6 +419,7 @@ impl<T: Transport> Client<T> {
         self.shared.probe.live_tasks()
     }
 
+    #[cfg(wsdrain_bugs)]
     pub(crate) fn bugs(&self) -> Bugs {
         self.shared.bugs()
     }

@@ -1,16 +1,15 @@
 //! Keeps one client's workspace stream connected, reconnecting with backoff.
 
 use std::pin::pin;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures_util::future::{Either, select};
 
-use crate::bugs::Bug;
 use crate::client::Client;
 use crate::handler::{Event, Handler};
 use crate::probe::{Probe, Role, Ticket};
-use crate::sync::{Arc, CloseSignal, Mutex, TaskId, WaitGroup, current_task, jitter, sleep, spawn};
+use crate::sync::unchecked::{SetOnce, StatCounter, TaskSlot};
+use crate::sync::{Arc, CloseSignal, Mutex, WaitGroup, current_task, jitter, sleep, spawn};
 use crate::transport::Transport;
 use crate::{Error, StreamEnd};
 
@@ -83,14 +82,16 @@ struct ManagerShared {
     merged: Mutex<Option<CloseSignal>>,
     wg: WaitGroup,
     probe: Probe,
+    #[cfg(wsdrain_bugs)]
     bugs: crate::bugs::Bugs,
-    connects: std::sync::atomic::AtomicU64,
-    gave_up: OnceLock<Error>,
+    /// Reported by `connects()`, never read by the manager.
+    connects: StatCounter,
+    /// Set by the supervisor as it exits; read by the user.
+    gave_up: SetOnce<Error>,
     /// The reader task of the managed stream whose handler ran last, so that
     /// `wait()` can tell it is called from a handler (it would wait for
-    /// itself). Instrumentation-grade `std`: read and written by the task
-    /// itself before it can call `wait()`, never a point the checkers explore.
-    handler_task: std::sync::Mutex<Option<TaskId>>,
+    /// itself).
+    handler_task: TaskSlot,
 }
 
 /// The handler of a managed stream: records which task runs it, then runs
@@ -102,11 +103,7 @@ struct Managed<H> {
 
 impl<H: Handler> Handler for Managed<H> {
     async fn handle(&mut self, event: Event) {
-        *self
-            .shared
-            .handler_task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = current_task();
+        self.shared.handler_task.set(current_task());
         self.inner.handle(event).await;
     }
 }
@@ -142,10 +139,11 @@ impl StreamManager {
             merged: Mutex::new(None),
             wg: WaitGroup::new(),
             probe: Probe::new("stream manager"),
-            bugs: client_bugs(&client),
-            connects: std::sync::atomic::AtomicU64::new(0),
-            gave_up: OnceLock::new(),
-            handler_task: std::sync::Mutex::new(None),
+            #[cfg(wsdrain_bugs)]
+            bugs: client.bugs(),
+            connects: StatCounter::new(),
+            gave_up: SetOnce::new(),
+            handler_task: TaskSlot::new(),
         });
         // Counted before the task exists, so a wait() right after start
         // covers it.
@@ -191,14 +189,7 @@ impl StreamManager {
     }
 
     fn called_from_handler(&self) -> bool {
-        let me = current_task();
-        me.is_some()
-            && *self
-                .shared
-                .handler_task
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                == me
+        self.shared.handler_task.holds(current_task())
     }
 
     /// Manager tasks (supervisor, merger) not yet exited.
@@ -208,9 +199,7 @@ impl StreamManager {
 
     /// How many times a stream was connected.
     pub fn connects(&self) -> u64 {
-        self.shared
-            .connects
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.connects.get()
     }
 
     /// Why the manager gave up, if it did: [`Error::RetriesExhausted`] after
@@ -225,8 +214,11 @@ impl StreamManager {
     }
 }
 
-fn client_bugs<T: Transport>(client: &Client<T>) -> crate::bugs::Bugs {
-    client.bugs()
+#[cfg(wsdrain_bugs)]
+impl ManagerShared {
+    fn bugs(&self) -> crate::bugs::Bugs {
+        self.bugs
+    }
 }
 
 /// The merged stop signal; the first call spawns the merger task that
@@ -241,7 +233,7 @@ fn merged_stop(shared: &Arc<ManagerShared>) -> CloseSignal {
     *slot = Some(merged.clone());
     drop(slot);
     // H6 is this line missing: the merger outlives wait().
-    let tracked = !shared.bugs.on(Bug::UntrackedHelperTask);
+    let tracked = !bug!(shared, UntrackedHelperTask);
     if tracked {
         shared.wg.add(1);
     }
@@ -285,9 +277,7 @@ async fn supervise<T, F, H>(
         };
         match client.stream_workspace(handler).await {
             Ok(stream) => {
-                shared
-                    .connects
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.connects.increment();
                 failures = 0;
                 backoff = config.initial_backoff;
                 if let Either::Right(_) = select(pin!(stream.done()), pin!(stop.closed())).await {
@@ -304,7 +294,7 @@ async fn supervise<T, F, H>(
                 }
             }
             Err(Error::ClientClosed | Error::ClosedDuringDial) => {
-                let _ = shared.gave_up.set(Error::ClientClosed);
+                shared.gave_up.set(Error::ClientClosed);
                 break;
             }
             // Retrying cannot succeed (a refused token, a bad URL, a 404,
@@ -323,7 +313,7 @@ async fn supervise<T, F, H>(
                     .is_some_and(|max| failures >= max)
                 {
                     tracing::warn!(%error, failures, "giving up on the workspace stream");
-                    let _ = shared.gave_up.set(Error::RetriesExhausted {
+                    shared.gave_up.set(Error::RetriesExhausted {
                         attempts: failures,
                         last: Box::new(error),
                     });

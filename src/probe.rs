@@ -1,10 +1,24 @@
 //! Task accounting and the oracles that judge it.
 //!
+//! Harness and benchmark use only (`#[doc(hidden)]`, no stability promise):
+//! a client user reads the counts through `Client::live_tasks()` and
+//! `StreamManager::live_tasks()`.
+//!
 //! A [`Probe`] watches the tasks a client (or stream manager) spawns: it is
 //! told when each task is spawned, starts and exits, when a drain barrier
 //! (`close()`, `wait()`) returns, and when the client publishes or clears a
-//! stream. From those facts it checks the invariants the client promises, in
-//! every build and every explored execution, the moment they can be judged:
+//! stream. It has two layers:
+//!
+//! - the **counts** (tasks live, tasks spawned): two plain atomics, in every
+//!   build; what `live_tasks()` reports;
+//! - the **oracles**, which exist only where someone can act on a violation:
+//!   model builds (`wsdrain_loom`, `wsdrain_shuttle`), debug builds
+//!   (`debug_assertions`: `cargo test`, the CLI's and users' debug runs) and
+//!   this crate's unit tests (`test`). A release build has none of them: no
+//!   lock, no per-task list, nothing a user could read.
+//!
+//! Where they exist, the oracles check the invariants the client promises,
+//! in every explored execution, the moment they can be judged:
 //!
 //! - **drain-barrier**: when a barrier returns, no task it covers is alive
 //!   (except the task that called it, for `close()` from a handler), and no
@@ -16,17 +30,15 @@
 //! The probe is instrumentation, not synchronisation: it uses `std`
 //! primitives directly, outside the [`sync`](crate::sync) facade, so loom
 //! and shuttle neither see nor explore it, and it never changes what the
-//! client does. A violation panics with `oracle[<name>]` in the message in
-//! debug and model builds; in release builds it is logged with `tracing` and
-//! counted in [`Probe::violations`].
+//! client does. A violation panics with `oracle[<name>]` in the message.
 
 use std::fmt;
-use std::sync::Mutex as StdMutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::sync::{TaskId, current_task};
-
-/// The invariants the harness checks. The name appears in every failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The invariants the harness checks. The name appears in every failure,
+/// and is the oracle's form in the cell runner's JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Oracle {
     /// A task was alive, or started, after a drain barrier returned.
@@ -37,6 +49,7 @@ pub enum Oracle {
     /// A reader cleared a stream that was not its own.
     Identity,
     /// A `WaitGroup` misuse panic (Go's rules).
+    #[serde(rename = "waitgroup-misuse")]
     WaitGroupMisuse,
     /// A barrier never returned: the checker found a deadlock, or an
     /// execution did not terminate.
@@ -107,6 +120,22 @@ impl fmt::Display for Oracle {
     }
 }
 
+/// An oracle's verdict, as the panic payload of model builds: the harness
+/// reads the oracle from it instead of from the message's text.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    /// The oracle that fired.
+    pub oracle: Oracle,
+    /// The whole message, `oracle[<name>] violated: ...`.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// What a task does, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -132,186 +161,295 @@ impl fmt::Display for Role {
 }
 
 /// Handle of one spawned task, as the probe knows it (from spawn to exit).
+/// Without the oracles it carries nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket(u64);
+pub struct Ticket(#[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))] u64);
 
-#[derive(Debug)]
-struct LiveTask {
-    ticket: Ticket,
-    role: Role,
-    stream: Option<u64>,
-    task: Option<TaskId>,
-    /// Running `Client::close()` from its handler (a reader).
-    closing: bool,
-}
-
-impl fmt::Display for LiveTask {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.stream {
-            Some(id) => write!(f, "the {} of stream {id}", self.role),
-            None => write!(f, "the {}", self.role),
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct State {
-    next_ticket: u64,
-    live: Vec<LiveTask>,
-    spawned: u64,
-    /// Set when a drain barrier has returned: what returned.
-    barrier: Option<&'static str>,
-    violations: Vec<String>,
-}
-
-/// Task accounting and oracle checks for one client or stream manager.
+/// Task accounting (every build) and oracle checks (model, debug and test
+/// builds) for one client or stream manager.
 #[derive(Debug)]
 pub struct Probe {
-    owner: &'static str,
-    state: StdMutex<State>,
+    /// Tasks spawned and not yet exited.
+    live: AtomicUsize,
+    /// Tasks spawned in all.
+    spawned: AtomicU64,
+    #[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
+    oracles: oracles::Oracles,
 }
 
 impl Probe {
     /// A probe for the tasks of `owner` ("client", "stream manager").
-    pub(crate) fn new(owner: &'static str) -> Self {
+    pub fn new(owner: &'static str) -> Self {
+        #[cfg(not(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle)))]
+        let _ = owner;
         Self {
-            owner,
-            state: StdMutex::new(State::default()),
+            live: AtomicUsize::new(0),
+            spawned: AtomicU64::new(0),
+            #[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
+            oracles: oracles::Oracles::new(owner),
         }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A task is about to be spawned. Judges "no task starts after a
     /// barrier returned".
-    pub(crate) fn spawned(&self, role: Role, stream: Option<u64>) -> Ticket {
-        let mut state = self.state();
-        state.next_ticket += 1;
-        state.spawned += 1;
-        let ticket = Ticket(state.next_ticket);
-        let task = LiveTask {
-            ticket,
-            role,
-            stream,
-            task: None,
-            closing: false,
-        };
-        let late = state
-            .barrier
-            .map(|barrier| format!("{task} started after {} {barrier} returned", self.owner));
-        state.live.push(task);
-        drop(state);
-        if let Some(message) = late {
-            self.violation(Oracle::DrainBarrier, message);
+    #[inline]
+    pub fn spawned(&self, role: Role, stream: Option<u64>) -> Ticket {
+        self.spawned.fetch_add(1, Ordering::Relaxed);
+        self.live.fetch_add(1, Ordering::Relaxed);
+        #[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
+        {
+            Ticket(self.oracles.spawned(role, stream))
         }
-        ticket
+        #[cfg(not(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle)))]
+        {
+            let _ = (role, stream);
+            Ticket()
+        }
     }
 
     /// The task runs: remember its identity (for re-entrant barriers).
-    pub(crate) fn started(&self, ticket: Ticket) {
-        let me = current_task();
-        if let Some(task) = self.state().live.iter_mut().find(|t| t.ticket == ticket) {
-            task.task = me;
-            #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
-            crate::sync::trace::label_current(match task.stream {
-                Some(id) => format!("{}#{id}", task.role),
-                None => task.role.to_string(),
-            });
-        }
+    #[inline]
+    pub fn started(&self, ticket: Ticket) {
+        #[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
+        self.oracles.started(ticket.0);
+        #[cfg(not(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle)))]
+        let _ = ticket;
     }
 
     /// The task has finished (or unwound).
-    pub(crate) fn exited(&self, ticket: Ticket) {
-        self.state().live.retain(|t| t.ticket != ticket);
+    #[inline]
+    pub fn exited(&self, ticket: Ticket) {
+        #[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
+        self.oracles.exited(ticket.0);
+        #[cfg(not(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle)))]
+        let _ = ticket;
+        // Release: a drain barrier that then sees the task counted out of
+        // its wait group (ordered after this) reads the count without it.
+        self.live.fetch_sub(1, Ordering::Release);
     }
 
     /// The calling task (a reader) runs `Client::close()` from its handler.
-    pub(crate) fn closing_from_handler(&self) {
-        let me = current_task();
-        if let Some(task) = self.state().live.iter_mut().find(|t| t.task == me) {
-            task.closing = true;
-        }
+    #[inline]
+    pub fn closing_from_handler(&self) {
+        #[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
+        self.oracles.closing_from_handler();
     }
 
     /// A drain barrier (`what`, e.g. "close()") returned. Every task must
     /// have exited, except, when the barrier ran on a task of its own (close
     /// from a handler), that task and the readers whose handlers are in
     /// `close()` too (two such closes cannot wait for each other).
-    pub(crate) fn barrier_returned(&self, what: &'static str) {
-        let me = current_task();
-        let mut state = self.state();
-        state.barrier = Some(what);
-        let on_own_task = me.is_some() && state.live.iter().any(|t| t.task == me);
-        let alive: Vec<String> = state
-            .live
-            .iter()
-            .filter(|t| !on_own_task || (t.task != me && !t.closing))
-            .map(|t| t.to_string())
-            .collect();
-        drop(state);
-        if !alive.is_empty() {
-            self.violation(
-                Oracle::DrainBarrier,
-                format!(
-                    "{} {what} returned while {} still running",
-                    self.owner,
-                    alive.join(" and ")
-                ),
-            );
-        }
+    #[inline]
+    pub fn barrier_returned(&self, what: &'static str) {
+        #[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
+        self.oracles.barrier_returned(what);
+        #[cfg(not(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle)))]
+        let _ = what;
     }
 
     /// The client published stream `new`, replacing `replaced` (which should
     /// never be a connected stream).
-    pub(crate) fn published(&self, new: u64, replaced: Option<u64>) {
-        if let Some(old) = replaced {
-            self.violation(
-                Oracle::NoOrphan,
-                format!(
-                    "publishing stream {new} dropped stream {old} while it was still connected: \
-                     its connection and tasks are orphaned"
-                ),
-            );
-        }
+    #[inline]
+    pub fn published(&self, new: u64, replaced: Option<u64>) {
+        #[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
+        self.oracles.published(new, replaced);
+        #[cfg(not(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle)))]
+        let _ = (new, replaced);
     }
 
     /// A reader's exit cleanup cleared the client's current stream.
-    pub(crate) fn cleared_by_reader(&self, reader_of: u64, cleared: u64) {
-        if reader_of != cleared {
-            self.violation(
-                Oracle::Identity,
-                format!(
-                    "the reader of stream {reader_of} cleared stream {cleared}, which is not its own; \
-                     close() will never see stream {cleared}"
-                ),
-            );
-        }
+    #[inline]
+    pub fn cleared_by_reader(&self, reader_of: u64, cleared: u64) {
+        #[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
+        self.oracles.cleared_by_reader(reader_of, cleared);
+        #[cfg(not(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle)))]
+        let _ = (reader_of, cleared);
     }
 
     /// Tasks spawned and not yet exited.
+    #[inline]
     pub fn live_tasks(&self) -> usize {
-        self.state().live.len()
+        self.live.load(Ordering::Acquire)
     }
 
     /// Tasks spawned so far.
+    #[inline]
     pub fn spawned_tasks(&self) -> u64 {
-        self.state().spawned
+        self.spawned.load(Ordering::Relaxed)
     }
 
-    /// Violations seen so far (release builds log instead of panicking).
+    /// Violations seen so far (each also panicked where it was found).
+    #[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
     pub fn violations(&self) -> Vec<String> {
-        self.state().violations.clone()
+        self.oracles.violations()
+    }
+}
+
+/// The oracles' state: the live tasks with their roles and identities, the
+/// barrier, the violations. One `std` mutex, taken on every spawn, start
+/// and exit: the cost the release build does not pay.
+#[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
+mod oracles {
+    use std::fmt;
+    use std::sync::{Mutex, MutexGuard};
+
+    use super::{Oracle, Role};
+    use crate::sync::{TaskId, current_task};
+
+    #[derive(Debug)]
+    struct LiveTask {
+        ticket: u64,
+        role: Role,
+        stream: Option<u64>,
+        task: Option<TaskId>,
+        /// Running `Client::close()` from its handler (a reader).
+        closing: bool,
     }
 
-    fn violation(&self, oracle: Oracle, message: String) {
-        let message = format!("oracle[{oracle}] violated: {message}");
-        self.state().violations.push(message.clone());
-        if cfg!(any(debug_assertions, wsdrain_loom, wsdrain_shuttle)) {
+    impl fmt::Display for LiveTask {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self.stream {
+                Some(id) => write!(f, "the {} of stream {id}", self.role),
+                None => write!(f, "the {}", self.role),
+            }
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct State {
+        next_ticket: u64,
+        live: Vec<LiveTask>,
+        /// Set when a drain barrier has returned: what returned.
+        barrier: Option<&'static str>,
+        violations: Vec<String>,
+    }
+
+    #[derive(Debug)]
+    pub(super) struct Oracles {
+        owner: &'static str,
+        state: Mutex<State>,
+    }
+
+    impl Oracles {
+        pub(super) fn new(owner: &'static str) -> Self {
+            Self {
+                owner,
+                state: Mutex::new(State::default()),
+            }
+        }
+
+        fn state(&self) -> MutexGuard<'_, State> {
+            self.state.lock().unwrap_or_else(|p| p.into_inner())
+        }
+
+        pub(super) fn spawned(&self, role: Role, stream: Option<u64>) -> u64 {
+            let mut state = self.state();
+            state.next_ticket += 1;
+            let ticket = state.next_ticket;
+            let task = LiveTask {
+                ticket,
+                role,
+                stream,
+                task: None,
+                closing: false,
+            };
+            let late = state
+                .barrier
+                .map(|barrier| format!("{task} started after {} {barrier} returned", self.owner));
+            state.live.push(task);
+            drop(state);
+            if let Some(message) = late {
+                self.violation(Oracle::DrainBarrier, message);
+            }
+            ticket
+        }
+
+        pub(super) fn started(&self, ticket: u64) {
+            let me = current_task();
+            if let Some(task) = self.state().live.iter_mut().find(|t| t.ticket == ticket) {
+                task.task = me;
+                #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+                crate::sync::trace::label_current(match task.stream {
+                    Some(id) => format!("{}#{id}", task.role),
+                    None => task.role.to_string(),
+                });
+            }
+        }
+
+        pub(super) fn exited(&self, ticket: u64) {
+            self.state().live.retain(|t| t.ticket != ticket);
+        }
+
+        pub(super) fn closing_from_handler(&self) {
+            let me = current_task();
+            if let Some(task) = self.state().live.iter_mut().find(|t| t.task == me) {
+                task.closing = true;
+            }
+        }
+
+        pub(super) fn barrier_returned(&self, what: &'static str) {
+            let me = current_task();
+            let mut state = self.state();
+            state.barrier = Some(what);
+            let on_own_task = me.is_some() && state.live.iter().any(|t| t.task == me);
+            let alive: Vec<String> = state
+                .live
+                .iter()
+                .filter(|t| !on_own_task || (t.task != me && !t.closing))
+                .map(|t| t.to_string())
+                .collect();
+            drop(state);
+            if !alive.is_empty() {
+                self.violation(
+                    Oracle::DrainBarrier,
+                    format!(
+                        "{} {what} returned while {} still running",
+                        self.owner,
+                        alive.join(" and ")
+                    ),
+                );
+            }
+        }
+
+        pub(super) fn published(&self, new: u64, replaced: Option<u64>) {
+            if let Some(old) = replaced {
+                self.violation(
+                    Oracle::NoOrphan,
+                    format!(
+                        "publishing stream {new} dropped stream {old} while it was still connected: \
+                         its connection and tasks are orphaned"
+                    ),
+                );
+            }
+        }
+
+        pub(super) fn cleared_by_reader(&self, reader_of: u64, cleared: u64) {
+            if reader_of != cleared {
+                self.violation(
+                    Oracle::Identity,
+                    format!(
+                        "the reader of stream {reader_of} cleared stream {cleared}, which is not its own; \
+                         close() will never see stream {cleared}"
+                    ),
+                );
+            }
+        }
+
+        pub(super) fn violations(&self) -> Vec<String> {
+            self.state().violations.clone()
+        }
+
+        fn violation(&self, oracle: Oracle, message: String) {
+            let message = format!("oracle[{oracle}] violated: {message}");
+            self.state().violations.push(message.clone());
+            tracing::error!(oracle = oracle.name(), "{message}");
+            // Typed for the harness in model builds; text elsewhere (and
+            // for `#[should_panic(expected = ..)]`).
+            #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+            std::panic::panic_any(super::Violation { oracle, message });
+            #[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
             panic!("{message}");
         }
-        tracing::error!(oracle = oracle.name(), "{message}");
     }
 }
 

@@ -2,17 +2,16 @@
 
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
-use std::sync::OnceLock;
 
 use futures_util::FutureExt;
 use futures_util::future::{Either, select};
 
-use crate::bugs::Bug;
 use crate::client::Shared;
 use crate::handler::{Event, Handler, Skipped};
 use crate::probe::Role;
 use crate::protocol::{Envelope, Message};
 use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::unchecked::{PlainArc, SetOnce};
 use crate::sync::{Arc, CloseSignal, Closed, Queue, TaskId, WaitGroup, current_task, spawn};
 use crate::transport::{Frame, FrameReader, FrameWriter, Received, ServerEnd, Transport};
 use crate::{Error, Result};
@@ -38,7 +37,7 @@ pub enum StreamEnd {
     /// server process went away. (A reset connection is `Failed` instead.)
     ServerDisconnected,
     /// The connection failed; the error says how.
-    Failed(std::sync::Arc<Error>),
+    Failed(PlainArc<Error>),
 }
 
 impl StreamEnd {
@@ -64,12 +63,14 @@ pub(crate) struct StreamInner {
     input: Queue<Envelope>,
     /// The reader and the writer, as in Go's per-stream `wg`.
     pub(crate) wg: WaitGroup,
-    /// Which task is the reader (for `Client::close` from a handler).
-    reader_task: OnceLock<Option<TaskId>>,
+    /// Which task is the reader (for `Client::close` from a handler): set
+    /// by the reader itself, and only the reader can find its own id in it.
+    reader_task: SetOnce<Option<TaskId>>,
     /// Whether the reader's `done()` has been given, by the reader itself or
     /// on its behalf by a `Client::close` running on it.
     reader_released: AtomicBool,
-    end: OnceLock<StreamEnd>,
+    /// How the stream ended: read by `wait()` after the stream's `wg`.
+    end: SetOnce<StreamEnd>,
 }
 
 impl StreamInner {
@@ -79,9 +80,9 @@ impl StreamInner {
             closed: CloseSignal::new(),
             input: Queue::new(capacity),
             wg: WaitGroup::new(),
-            reader_task: OnceLock::new(),
+            reader_task: SetOnce::new(),
             reader_released: AtomicBool::new(false),
-            end: OnceLock::new(),
+            end: SetOnce::new(),
         }
     }
 
@@ -109,7 +110,7 @@ impl StreamInner {
 
     /// Close the way the configured client does (H7 closes the connection only).
     pub(crate) fn close_as<T>(&self, shared: &Shared<T>) {
-        if shared.bugs().on(Bug::WriterNotWoken) {
+        if bug!(shared, WriterNotWoken) {
             self.close_connection();
         } else {
             self.close();
@@ -133,7 +134,7 @@ impl StreamInner {
     }
 
     fn finish(&self, end: StreamEnd) {
-        let _ = self.end.set(end);
+        self.end.set(end);
     }
 }
 
@@ -272,7 +273,7 @@ async fn run_reader<T: Transport, H: Handler>(
     reader: T::Reader,
     mut handler: H,
 ) {
-    let _ = stream.reader_task.set(current_task());
+    stream.reader_task.set(current_task());
     // The exit cleanup runs in a guard, so that it runs however the reader
     // ends, unwinding included: as plain code after the loop, a panic
     // skipped it and left a zombie (published, never closed, writer parked).
@@ -304,14 +305,14 @@ impl<T> Drop for ReaderExit<'_, T> {
         } else {
             Error::Transport("the reader task was dropped (its runtime shut down?)".into())
         };
-        stream.finish(StreamEnd::Failed(std::sync::Arc::new(cause)));
+        stream.finish(StreamEnd::Failed(PlainArc::new(cause)));
         {
             let mut state = shared.state.lock();
             let ours = state
                 .current
                 .as_ref()
                 .is_some_and(|current| Arc::ptr_eq(current, stream));
-            if (ours || shared.bugs().on(Bug::CleanupClobber))
+            if (ours || bug!(shared, CleanupClobber))
                 && let Some(cleared) = state.current.take()
             {
                 shared.probe.cleared_by_reader(stream.id, cleared.id);
@@ -365,7 +366,7 @@ async fn read_loop<R: FrameReader, H: Handler>(
             Ok(Received::End(ServerEnd::NoCloseFrame)) => return StreamEnd::ServerDisconnected,
             Err(error) => {
                 tracing::debug!(stream = stream.id, %error, "workspace stream read failed");
-                return StreamEnd::Failed(std::sync::Arc::new(error));
+                return StreamEnd::Failed(PlainArc::new(error));
             }
         };
         crate::trace_point!("handler called");
@@ -381,7 +382,7 @@ async fn read_loop<R: FrameReader, H: Handler>(
         {
             let message = panic_message(&*payload);
             tracing::error!(stream = stream.id, %message, "handler panicked; closing the stream");
-            return StreamEnd::Failed(std::sync::Arc::new(Error::HandlerPanicked { message }));
+            return StreamEnd::Failed(PlainArc::new(Error::HandlerPanicked { message }));
         }
     }
 }
@@ -413,7 +414,7 @@ async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
             Either::Left((Ok(()), _)) => {}
             Either::Left((Err(error), _)) => {
                 tracing::debug!(stream = stream.id, %error, "workspace stream write failed");
-                stream.finish(StreamEnd::Failed(std::sync::Arc::new(error)));
+                stream.finish(StreamEnd::Failed(PlainArc::new(error)));
                 stream.close();
                 break;
             }

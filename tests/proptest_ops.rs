@@ -23,8 +23,9 @@
 //! PROPTEST_CASES=5000 cargo test --release --test proptest_ops
 //! ```
 //!
-//! With `--features bug-catalog`, the `catalog` tests switch historical bugs
-//! back on, one at a time, and check that this test finds each of them.
+//! With `RUSTFLAGS="--cfg wsdrain_bugs"` (as `cargo xtask test` builds it,
+//! in `target/bugs`), the `catalog` tests switch historical bugs back on,
+//! one at a time, and check that this test finds each of them.
 
 #[allow(dead_code)]
 #[path = "../fuzz/src/ops.rs"]
@@ -248,7 +249,7 @@ thread_local! {
     /// expect many panics).
     static QUIET: Cell<bool> = const { Cell::new(false) };
     /// Switched-on bugs for the clients created on this thread.
-    #[cfg(feature = "bug-catalog")]
+    #[cfg(wsdrain_bugs)]
     static BUGS: Cell<wsdrain::Bugs> = const { Cell::new(wsdrain::Bugs::NONE) };
 }
 
@@ -280,11 +281,11 @@ fn panics_since(start: usize, threads: &str) -> Vec<String> {
 }
 
 fn base_config() -> ClientConfig {
-    #[cfg(feature = "bug-catalog")]
+    #[cfg(wsdrain_bugs)]
     {
         ClientConfig::default().with_bugs(BUGS.with(Cell::get))
     }
-    #[cfg(not(feature = "bug-catalog"))]
+    #[cfg(not(wsdrain_bugs))]
     ClientConfig::default()
 }
 
@@ -580,7 +581,7 @@ fn floats_in_unknown_fields_survive_decode_encode() {
 // The historical bugs: this test must find them
 // ---------------------------------------------------------------------------
 
-#[cfg(feature = "bug-catalog")]
+#[cfg(wsdrain_bugs)]
 mod catalog {
     use super::*;
     use proptest::test_runner::{TestError, TestRunner};

@@ -5,38 +5,137 @@
 //! reports a deadlock with a panic that cannot unwind: the process aborts.
 //! So the result line is written from the panic hook, at the first failure,
 //! before anything can abort.
+//!
+//! Everything here is shared by the cell runner, the model suites
+//! (`tests/common`) and `cargo xtask`: the typed result ([`CellResult`] with
+//! [`Checker`], [`CellOutcome`] and the probe's [`Oracle`]), the runner's
+//! command line ([`CellCommand`], built in this one place) and the bug
+//! catalog as the runner reports it at run time ([`Catalog`]): a plain
+//! build of this crate or of xtask knows no catalog name.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+pub use wsdrain::probe::Oracle;
+#[cfg(wsdrain_bugs)]
 use wsdrain::{Bug, Bugs};
 
 use crate::scenarios::Scenario;
 
+/// A model checker; each needs its own build of the harness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Checker {
+    /// loom: every interleaving within a preemption bound.
+    Loom,
+    /// shuttle: randomized (PCT, random) schedules.
+    Shuttle,
+}
+
+impl Checker {
+    /// Both checkers, in report order.
+    pub const ALL: [Checker; 2] = [Checker::Loom, Checker::Shuttle];
+
+    /// The checker compiled into this build, if any.
+    pub const COMPILED: Option<Checker> = if cfg!(wsdrain_loom) {
+        Some(Checker::Loom)
+    } else if cfg!(wsdrain_shuttle) {
+        Some(Checker::Shuttle)
+    } else {
+        None
+    };
+
+    /// `"loom"` or `"shuttle"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Checker::Loom => "loom",
+            Checker::Shuttle => "shuttle",
+        }
+    }
+
+    /// Look a checker up by name.
+    pub fn from_name(name: &str) -> Option<Checker> {
+        Checker::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The `RUSTFLAGS` of this checker's builds: its backend and the bug
+    /// catalog.
+    pub fn rustflags(self) -> String {
+        format!("--cfg wsdrain_{} --cfg wsdrain_bugs", self.name())
+    }
+
+    /// This checker's own target directory under the workspace's `target/`
+    /// (the cfgs change every crate's build).
+    pub fn target_dir(self, workspace_root: &Path) -> PathBuf {
+        workspace_root.join("target").join(self.name())
+    }
+}
+
+impl fmt::Display for Checker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a cell ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CellOutcome {
+    /// Every explored execution passed every oracle.
+    Pass,
+    /// An execution failed (an oracle fired, or an unexpected panic).
+    Caught,
+    /// The time limit stopped the exploration before it finished.
+    Incomplete,
+}
+
+impl CellOutcome {
+    /// `"pass"`, `"caught"` or `"incomplete"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CellOutcome::Pass => "pass",
+            CellOutcome::Caught => "caught",
+            CellOutcome::Incomplete => "incomplete",
+        }
+    }
+}
+
+impl fmt::Display for CellOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A cell's result, as written on stdout.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellResult {
-    /// "loom" or "shuttle".
-    pub checker: String,
+    /// The checker that ran it.
+    pub checker: Checker,
     /// "S1" ...
     pub scenario: String,
     /// "fixed" or "H1" ...
     pub variant: String,
     /// e.g. "loom bound 0..=3", "pct depth 2 seed 7".
     pub strategy: String,
-    /// "pass", "caught" or "incomplete" (a time limit stopped it).
-    pub result: String,
+    /// How it ended.
+    pub result: CellOutcome,
     /// Executions run, the failing one included.
     pub executions: usize,
     /// Wall time, ms.
     pub elapsed_ms: f64,
     /// loom: the preemption bound that found the failure (or the last explored).
     pub bound: Option<usize>,
-    /// The oracle that fired.
-    pub oracle: Option<String>,
+    /// shuttle: the RNG seed.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// The oracle that fired (`None` with a failure: an unexpected panic).
+    pub oracle: Option<Oracle>,
     /// The failure message.
     pub message: Option<String>,
     /// The readable counterexample (oracle, failure, interleaving, replay).
@@ -48,17 +147,18 @@ pub struct CellResult {
 }
 
 impl CellResult {
-    /// A cell about to run: result "pass" until something fails.
-    pub fn new(checker: &str, scenario: &str, variant: String, strategy: String) -> Self {
+    /// A cell about to run: a pass until something fails.
+    pub fn new(checker: Checker, scenario: &str, variant: String, strategy: String) -> Self {
         Self {
-            checker: checker.into(),
+            checker,
             scenario: scenario.into(),
             variant,
             strategy,
-            result: "pass".into(),
+            result: CellOutcome::Pass,
             executions: 0,
             elapsed_ms: 0.0,
             bound: None,
+            seed: None,
             oracle: None,
             message: None,
             report: None,
@@ -74,9 +174,209 @@ impl CellResult {
             .rev()
             .find_map(|line| serde_json::from_str(line.trim()).ok())
     }
+
+    /// Whether the run failed.
+    pub fn caught(&self) -> bool {
+        self.result == CellOutcome::Caught
+    }
+}
+
+/// The command line of one `wsdrain-cell` run: the only place it is built
+/// (xtask's matrix and the model suites both use it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellCommand {
+    args: Vec<String>,
+}
+
+impl CellCommand {
+    /// Explore `scenario` with `variant` (`"fixed"` or a bug id).
+    pub fn run(scenario: Scenario, variant: &str) -> Self {
+        Self {
+            args: vec![
+                "run".into(),
+                "--scenario".into(),
+                scenario.id().into(),
+                "--variant".into(),
+                variant.into(),
+            ],
+        }
+    }
+
+    /// Replay a counterexample of `scenario`/`variant` from `artifact`.
+    pub fn replay(scenario: &str, variant: &str, artifact: &Path) -> Self {
+        Self {
+            args: vec![
+                "replay".into(),
+                "--scenario".into(),
+                scenario.into(),
+                "--variant".into(),
+                variant.into(),
+                artifact.display().to_string(),
+            ],
+        }
+    }
+
+    /// Print the bug catalog of this build ([`Catalog`]).
+    pub fn catalog() -> Self {
+        Self {
+            args: vec!["catalog".into()],
+        }
+    }
+
+    fn with(mut self, flag: &str, value: impl ToString) -> Self {
+        self.args.push(flag.into());
+        self.args.push(value.to_string());
+        self
+    }
+
+    fn flag(mut self, flag: &str) -> Self {
+        self.args.push(flag.into());
+        self
+    }
+
+    /// loom: the preemption bound.
+    pub fn bound(self, bound: usize) -> Self {
+        self.with("--bound", bound)
+    }
+
+    /// loom: explore bounds 0..=bound, stopping at the first failure.
+    pub fn deepen(self) -> Self {
+        self.flag("--deepen")
+    }
+
+    /// loom: keep a checkpoint so a failure can be replayed.
+    pub fn checkpoint(self) -> Self {
+        self.flag("--checkpoint")
+    }
+
+    /// Stop after this long.
+    pub fn max_seconds(self, seconds: u64) -> Self {
+        self.with("--max-seconds", seconds)
+    }
+
+    /// Do not record the facade trace.
+    pub fn no_trace(self) -> Self {
+        self.flag("--no-trace")
+    }
+
+    /// shuttle: PCT depth (0: the random scheduler).
+    pub fn depth(self, depth: usize) -> Self {
+        self.with("--depth", depth)
+    }
+
+    /// shuttle: executions.
+    pub fn iterations(self, iterations: usize) -> Self {
+        self.with("--iterations", iterations)
+    }
+
+    /// shuttle: RNG seed.
+    pub fn seed(self, seed: u64) -> Self {
+        self.with("--seed", seed)
+    }
+
+    /// The arguments.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    fn output(&self, binary: &Path) -> Result<(String, String), String> {
+        let output = Command::new(binary)
+            .args(&self.args)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = format!(
+            "status {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        Ok((stdout, stderr))
+    }
+
+    /// Run the cell in its own process and parse its result line.
+    pub fn execute(&self, binary: &Path) -> Result<CellResult, String> {
+        let (stdout, stderr) = self.output(binary)?;
+        CellResult::parse(&stdout)
+            .ok_or_else(|| format!("cell {} gave no result ({stderr})", self.args.join(" ")))
+    }
+
+    /// Run `catalog` and parse the catalog.
+    pub fn execute_catalog(&self, binary: &Path) -> Result<Catalog, String> {
+        let (stdout, stderr) = self.output(binary)?;
+        serde_json::from_str(stdout.trim())
+            .map_err(|e| format!("{} catalog: {e} ({stderr})", binary.display()))
+    }
+}
+
+/// The bug catalog as one cell runner (one checker) knows it, printed by
+/// `wsdrain-cell catalog`. `cargo xtask` learns ids, names and
+/// applicability from it at run time, so that its own plain build carries
+/// none of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Catalog {
+    /// The checker of the runner that printed it.
+    pub checker: Checker,
+    /// Every bug, in catalog order.
+    pub bugs: Vec<CatalogBug>,
+}
+
+/// One bug of a [`Catalog`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatalogBug {
+    /// `"H1"` ...
+    pub id: String,
+    /// The catalog name (kebab-case).
+    pub name: String,
+    /// Scenario id -> why the bug cannot occur there under this checker.
+    pub not_applicable: BTreeMap<String, String>,
+}
+
+impl CatalogBug {
+    /// Whether the bug can occur in `scenario` under the catalog's checker.
+    pub fn applies(&self, scenario: Scenario) -> bool {
+        !self.not_applicable.contains_key(scenario.id())
+    }
+
+    /// Why it cannot, if it cannot.
+    pub fn not_applicable_because(&self, scenario: Scenario) -> Option<&str> {
+        self.not_applicable.get(scenario.id()).map(String::as_str)
+    }
+}
+
+impl Catalog {
+    /// The catalog of this build, for `checker`.
+    #[cfg(wsdrain_bugs)]
+    pub fn of_this_build(checker: Checker) -> Catalog {
+        Catalog {
+            checker,
+            bugs: Bug::ALL
+                .into_iter()
+                .map(|bug| CatalogBug {
+                    id: bug.id().into(),
+                    name: bug.name().into(),
+                    not_applicable: Scenario::ALL
+                        .into_iter()
+                        .filter(|s| !s.applies_under(checker, bug))
+                        .map(|s| (s.id().into(), s.not_applicable_because(bug).into()))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The bug with this id.
+    pub fn bug(&self, id: &str) -> Option<&CatalogBug> {
+        self.bugs.iter().find(|b| b.id == id)
+    }
 }
 
 /// The variant name of a bug set: "fixed" or the bug ids.
+#[cfg(wsdrain_bugs)]
 pub fn variant_name(bugs: Bugs) -> String {
     let ids: Vec<&str> = bugs.iter().map(|b| b.id()).collect();
     if ids.is_empty() {
@@ -87,6 +387,7 @@ pub fn variant_name(bugs: Bugs) -> String {
 }
 
 /// Parse "fixed" or a bug id/name.
+#[cfg(wsdrain_bugs)]
 pub fn parse_variant(name: &str) -> Option<Bugs> {
     if name == "fixed" {
         Some(Bugs::NONE)
@@ -144,9 +445,4 @@ pub fn parse_scenario(name: &str) -> Result<Scenario, String> {
         let ids: Vec<&str> = Scenario::ALL.iter().map(|s| s.id()).collect();
         format!("unknown scenario {name:?} (one of {})", ids.join(", "))
     })
-}
-
-/// Every bug of the catalog.
-pub fn all_bugs() -> [Bug; 8] {
-    Bug::ALL
 }

@@ -116,7 +116,7 @@ pub(crate) fn s10(bugs: Bugs) {
 /// reconnect; loom's 5 threads (main, supervisor, merger, reader, writer)
 /// leave no room for a second stream.
 pub(crate) fn s11(bugs: Bugs) {
-    let loom = wsdrain::sync::BACKEND == "loom";
+    let loom = crate::cell::Checker::COMPILED == Some(crate::cell::Checker::Loom);
     let transport = MemoryTransport::new().with_accept_limit(if loom { 1 } else { 2 });
     if !loom {
         transport.inject(Fault::HandlerPanic);

@@ -8,20 +8,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use wsdrain::Bugs;
-use wsdrain::probe::Oracle;
+use wsdrain::probe::{Oracle, Violation};
 use wsdrain::sync::trace;
 
+use crate::cell::{CellOutcome, Checker};
 use crate::scenarios::Scenario;
 
-/// The checker compiled into this build.
-#[cfg(wsdrain_loom)]
-pub const CHECKER: &str = "loom";
-/// The checker compiled into this build.
-#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
-pub const CHECKER: &str = "shuttle";
-/// The checker compiled into this build.
-#[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
-pub const CHECKER: &str = "none";
+/// The checker compiled into this build (the harness exists only in model
+/// builds).
+pub const CHECKER: Checker = match Checker::COMPILED {
+    Some(checker) => checker,
+    None => panic!("the harness is built only with a checker's cfg"),
+};
 
 /// How to explore.
 #[derive(Debug, Clone)]
@@ -80,7 +78,16 @@ pub struct Outcome {
 }
 
 static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
-static FIRST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
+/// The first panic of a run: its oracle (typed, when the probe raised it),
+/// its message and the trace of the execution it happened in.
+#[derive(Debug, Clone)]
+struct Captured {
+    oracle: Option<Oracle>,
+    message: String,
+    trace: String,
+}
+
+static FIRST_PANIC: Mutex<Option<Captured>> = Mutex::new(None);
 
 /// Install (once) the panic hook that captures the first failure of a run
 /// together with the trace of the execution it happened in. It stays quiet
@@ -90,7 +97,7 @@ pub fn install_panic_hook() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let message = payload_text(info.payload());
+            let (oracle, message) = payload_failure(info.payload());
             // An injected fault, not a failure: the client catches it (or
             // the task ends, as under tokio).
             if message.contains(wsdrain::transport::INJECTED_PANIC) {
@@ -104,7 +111,11 @@ pub fn install_panic_hook() {
                     .location()
                     .map(|l| format!(" (at {}:{})", l.file(), l.line()))
                     .unwrap_or_default();
-                *first = Some((format!("{message}{location}"), trace::render(60)));
+                *first = Some(Captured {
+                    oracle,
+                    message: format!("{message}{location}"),
+                    trace: trace::render(60),
+                });
             }
             let captured = first.clone();
             drop(first);
@@ -113,21 +124,21 @@ pub fn install_panic_hook() {
             }
             // The process may abort right after this hook (loom reports a
             // deadlock with a non-unwinding panic): write the cell now.
-            if is_first
-                && let (Some(pending), Some((message, trace))) = (crate::cell::pending(), captured)
+            if is_first && let (Some(pending), Some(captured)) = (crate::cell::pending(), captured)
             {
-                crate::cell::write_once(&caught(pending, message, trace));
+                crate::cell::write_once(&caught(pending, captured));
             }
         }));
     });
 }
 
 /// The result of a cell whose run just failed with `message`.
-fn caught(
-    pending: crate::cell::Pending,
-    message: String,
-    trace: String,
-) -> crate::cell::CellResult {
+fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::CellResult {
+    let Captured {
+        oracle,
+        message,
+        trace,
+    } = captured;
     let mut result = pending.result;
     let scenario = Scenario::from_name(&result.scenario).expect("a known scenario");
     let bugs = crate::cell::parse_variant(&result.variant).expect("a known variant");
@@ -141,20 +152,15 @@ fn caught(
     #[cfg(not(wsdrain_loom))]
     let artifact = current_artifact();
     let failure = Failure {
-        oracle: Oracle::classify(&message),
+        oracle: oracle.or_else(|| Oracle::classify(&message)),
         message,
         trace,
         artifact: artifact.clone(),
     };
-    result.result = "caught".into();
+    result.result = CellOutcome::Caught;
     result.executions = executions;
     result.elapsed_ms = crate::cell::ms(pending.started.elapsed());
-    result.oracle = Some(
-        failure
-            .oracle
-            .map_or("unclassified", |o| o.name())
-            .to_owned(),
-    );
+    result.oracle = failure.oracle;
     result.message = Some(failure.message.clone());
     result.report = Some(failure.report(CHECKER, scenario, bugs, executions));
     result.replay = artifact
@@ -177,6 +183,16 @@ fn current_artifact() -> Option<PathBuf> {
     #[cfg(not(all(wsdrain_shuttle, not(wsdrain_loom))))]
     {
         ARTIFACT.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The oracle and message of a panic payload: typed when the probe raised
+/// it (a [`Violation`]); otherwise the text, whose oracle (a `WaitGroup`
+/// misuse, a checker's deadlock report) [`Oracle::classify`] recognises.
+fn payload_failure(payload: &(dyn Any + Send)) -> (Option<Oracle>, String) {
+    match payload.downcast_ref::<Violation>() {
+        Some(violation) => (Some(violation.oracle), violation.message.clone()),
+        None => (None, payload_text(payload)),
     }
 }
 
@@ -226,14 +242,21 @@ fn run(
     let elapsed = start.elapsed();
     let failure = result.err().map(|payload| {
         let captured = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let (message, trace) = captured.unwrap_or_else(|| {
-            (
-                crate::oracles::explain(payload_text(&*payload)),
-                String::new(),
-            )
+        let Captured {
+            oracle,
+            message,
+            trace,
+        } = captured.unwrap_or_else(|| {
+            let (oracle, message) = payload_failure(&*payload);
+            let message = crate::oracles::explain(message);
+            Captured {
+                oracle,
+                message,
+                trace: String::new(),
+            }
         });
         Failure {
-            oracle: Oracle::classify(&message),
+            oracle: oracle.or_else(|| Oracle::classify(&message)),
             message,
             trace,
             artifact,
@@ -498,7 +521,7 @@ impl Failure {
     /// The full, human-readable report of this counterexample.
     pub fn report(
         &self,
-        checker: &str,
+        checker: Checker,
         scenario: Scenario,
         bugs: Bugs,
         executions: usize,
@@ -516,7 +539,7 @@ impl Failure {
              failure: {}\n\n{}",
             self.message, self.trace
         );
-        if checker == "loom" {
+        if checker == Checker::Loom {
             out.push_str(
                 "(loom explores the C11 memory model: a load may return an older value than the \
                  latest store listed above when no happens-before edge orders them)\n",

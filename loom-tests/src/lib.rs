@@ -2,9 +2,17 @@
 //! client, run under loom (exhaustive within a preemption bound) or shuttle
 //! (PCT, random), with the bug catalog H1-H8 switchable per run.
 //!
-//! Build with `RUSTFLAGS="--cfg wsdrain_loom"` or
-//! `RUSTFLAGS="--cfg wsdrain_shuttle"`; in a plain build this crate only
-//! describes the matrix (scenario names, applicability).
+//! Build with `RUSTFLAGS="--cfg wsdrain_loom --cfg wsdrain_bugs"` or
+//! `RUSTFLAGS="--cfg wsdrain_shuttle --cfg wsdrain_bugs"`; in a plain build
+//! this crate only describes the scenarios and the cell runner's protocol,
+//! and knows nothing of the bug catalog (a plain `cargo build --workspace
+//! --release` must carry none of its names).
+
+#[cfg(all(any(wsdrain_loom, wsdrain_shuttle), not(wsdrain_bugs)))]
+compile_error!(
+    "the model harness needs the bug catalog: add `--cfg wsdrain_bugs` to RUSTFLAGS \
+     (`cargo xtask verify` and `cargo xtask test` set both)"
+);
 
 pub mod cell;
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]

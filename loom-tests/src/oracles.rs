@@ -55,7 +55,10 @@ pub fn explain(message: String) -> String {
 
 /// Fail the execution for `oracle`.
 pub fn violated(oracle: Oracle, message: impl std::fmt::Display) -> ! {
-    panic!("oracle[{oracle}] violated: {message}")
+    std::panic::panic_any(wsdrain::probe::Violation {
+        oracle,
+        message: format!("oracle[{oracle}] violated: {message}"),
+    })
 }
 
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]

@@ -13,6 +13,7 @@
 
 use std::fmt;
 
+#[cfg(wsdrain_bugs)]
 use wsdrain::Bug;
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 use wsdrain::{
@@ -173,6 +174,7 @@ impl Scenario {
 
     /// Whether `bug` is reachable in this scenario. A bug that is not
     /// applicable is reported as such in the table, never skipped silently.
+    #[cfg(wsdrain_bugs)]
     pub fn applies(self, bug: Bug) -> bool {
         use Scenario::*;
         match bug {
@@ -198,17 +200,19 @@ impl Scenario {
 
     /// Whether `bug` is reachable in this scenario under `checker` (S8 has
     /// no stream under loom, see [`Scenario::explores`]).
-    pub fn applies_under(self, checker: &str, bug: Bug) -> bool {
+    #[cfg(wsdrain_bugs)]
+    pub fn applies_under(self, checker: crate::cell::Checker, bug: Bug) -> bool {
         self.applies(bug)
-            && !(checker == "loom"
+            && !(checker == crate::cell::Checker::Loom
                 && self == Scenario::S8ManagerReconnect
                 && bug == Bug::WriterNotWoken)
-            && !(checker == "loom"
+            && !(checker == crate::cell::Checker::Loom
                 && self == Scenario::S11ManagerWaitFromHandler
                 && bug == Bug::UntrackedHelperTask)
     }
 
     /// Why a bug does not apply here (for the table's footnotes).
+    #[cfg(wsdrain_bugs)]
     pub fn not_applicable_because(self, bug: Bug) -> &'static str {
         use Scenario::*;
         if self == Scenario::S8ManagerReconnect && bug == Bug::WriterNotWoken {
@@ -451,7 +455,7 @@ pub(crate) mod bodies {
         // fail, back off, retry) racing stop()/wait(). shuttle has no such
         // limit: the first dial connects, the server drops it, one
         // reconnect succeeds.
-        let loom = wsdrain::sync::BACKEND == "loom";
+        let loom = crate::cell::Checker::COMPILED == Some(crate::cell::Checker::Loom);
         let transport = quiet()
             .with_accept_limit(if loom { 0 } else { 2 })
             .with_accept_signal();

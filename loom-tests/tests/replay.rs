@@ -5,13 +5,12 @@
 
 mod common;
 
-fn same_failure(scenario: &str, bug: &str, oracle: &str) {
+use common::{Bug, Oracle, Scenario};
+
+fn same_failure(scenario: Scenario, bug: Bug, oracle: Oracle) {
     let found = common::bug_is_caught(scenario, bug, oracle);
     let replayed = common::replay(&found);
-    assert_eq!(
-        replayed.result, "caught",
-        "the replay did not fail: {replayed:?}"
-    );
+    assert!(replayed.caught(), "the replay did not fail: {replayed:?}");
     // loom replays from its last checkpoint (every 256 executions), shuttle
     // the exact schedule: the failing execution is the last one run.
     assert!(
@@ -32,16 +31,28 @@ fn same_failure(scenario: &str, bug: &str, oracle: &str) {
 
 #[test]
 fn the_seed_bug_replays() {
-    same_failure("S1", "H5", "drain-barrier");
+    same_failure(
+        Scenario::S1CloseVsStream,
+        Bug::AddAfterPublish,
+        Oracle::DrainBarrier,
+    );
 }
 
 #[test]
 fn a_failure_deep_in_the_exploration_replays() {
     // H3 is found after thousands of loom executions: past a checkpoint.
-    same_failure("S3", "H3", "no-orphan");
+    same_failure(
+        Scenario::S3ConcurrentDial,
+        Bug::ConcurrentDialOrphan,
+        Oracle::NoOrphan,
+    );
 }
 
 #[test]
 fn a_deadlock_replays() {
-    same_failure("S7", "H8", "liveness");
+    same_failure(
+        Scenario::S7CloseFromHandler,
+        Bug::CloseFromCallback,
+        Oracle::Liveness,
+    );
 }

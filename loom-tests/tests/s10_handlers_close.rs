@@ -7,12 +7,18 @@
 
 mod common;
 
+use common::{Bug, Oracle, Scenario};
+
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S10", 0);
+    common::fixed_client_passes(Scenario::S10HandlersClose);
 }
 
 #[test]
 fn h8_close_from_callback_is_caught() {
-    common::bug_is_caught("S10", "H8", "liveness");
+    common::bug_is_caught(
+        Scenario::S10HandlersClose,
+        Bug::CloseFromCallback,
+        Oracle::Liveness,
+    );
 }

@@ -7,9 +7,11 @@
 
 mod common;
 
+use common::{Bug, Oracle, Scenario};
+
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S11", 0);
+    common::fixed_client_passes(Scenario::S11ManagerWaitFromHandler);
 }
 
 /// shuttle only: under loom S11 runs at bound 0, where H6's race is not
@@ -17,5 +19,9 @@ fn fixed_client_passes() {
 #[cfg(not(wsdrain_loom))]
 #[test]
 fn h6_untracked_helper_task_is_caught() {
-    common::bug_is_caught("S11", "H6", "drain-barrier");
+    common::bug_is_caught(
+        Scenario::S11ManagerWaitFromHandler,
+        Bug::UntrackedHelperTask,
+        Oracle::DrainBarrier,
+    );
 }

@@ -6,12 +6,18 @@
 
 mod common;
 
+use common::{Bug, Oracle, Scenario};
+
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S2", 3);
+    common::fixed_client_passes(Scenario::S2CloseDuringDial);
 }
 
 #[test]
 fn h2_dial_vs_close_is_caught() {
-    common::bug_is_caught("S2", "H2", "drain-barrier");
+    common::bug_is_caught(
+        Scenario::S2CloseDuringDial,
+        Bug::DialVsClose,
+        Oracle::DrainBarrier,
+    );
 }

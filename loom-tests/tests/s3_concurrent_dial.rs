@@ -6,22 +6,36 @@
 
 mod common;
 
+use common::{Bug, Oracle, Scenario};
+
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S3", 1);
+    common::fixed_client_passes(Scenario::S3ConcurrentDial);
 }
 
 #[test]
 fn h1_close_no_drain_is_caught() {
-    common::bug_is_caught("S3", "H1", "drain-barrier");
+    common::bug_is_caught(
+        Scenario::S3ConcurrentDial,
+        Bug::CloseNoDrain,
+        Oracle::DrainBarrier,
+    );
 }
 
 #[test]
 fn h3_concurrent_dial_orphan_is_caught() {
-    common::bug_is_caught("S3", "H3", "no-orphan");
+    common::bug_is_caught(
+        Scenario::S3ConcurrentDial,
+        Bug::ConcurrentDialOrphan,
+        Oracle::NoOrphan,
+    );
 }
 
 #[test]
 fn h7_writer_not_woken_is_caught() {
-    common::bug_is_caught("S3", "H7", "liveness");
+    common::bug_is_caught(
+        Scenario::S3ConcurrentDial,
+        Bug::WriterNotWoken,
+        Oracle::Liveness,
+    );
 }

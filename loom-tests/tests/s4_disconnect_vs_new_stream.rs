@@ -6,22 +6,36 @@
 
 mod common;
 
+use common::{Bug, Oracle, Scenario};
+
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S4", 1);
+    common::fixed_client_passes(Scenario::S4DisconnectVsNewStream);
 }
 
 #[test]
 fn h1_close_no_drain_is_caught() {
-    common::bug_is_caught("S4", "H1", "drain-barrier");
+    common::bug_is_caught(
+        Scenario::S4DisconnectVsNewStream,
+        Bug::CloseNoDrain,
+        Oracle::DrainBarrier,
+    );
 }
 
 #[test]
 fn h4_cleanup_clobber_is_caught() {
-    common::bug_is_caught("S4", "H4", "identity");
+    common::bug_is_caught(
+        Scenario::S4DisconnectVsNewStream,
+        Bug::CleanupClobber,
+        Oracle::Identity,
+    );
 }
 
 #[test]
 fn h7_writer_not_woken_is_caught() {
-    common::bug_is_caught("S4", "H7", "liveness");
+    common::bug_is_caught(
+        Scenario::S4DisconnectVsNewStream,
+        Bug::WriterNotWoken,
+        Oracle::Liveness,
+    );
 }

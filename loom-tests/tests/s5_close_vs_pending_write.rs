@@ -6,17 +6,27 @@
 
 mod common;
 
+use common::{Bug, Oracle, Scenario};
+
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S5", 1);
+    common::fixed_client_passes(Scenario::S5CloseVsPendingWrite);
 }
 
 #[test]
 fn h1_close_no_drain_is_caught() {
-    common::bug_is_caught("S5", "H1", "drain-barrier");
+    common::bug_is_caught(
+        Scenario::S5CloseVsPendingWrite,
+        Bug::CloseNoDrain,
+        Oracle::DrainBarrier,
+    );
 }
 
 #[test]
 fn h7_writer_not_woken_is_caught() {
-    common::bug_is_caught("S5", "H7", "liveness");
+    common::bug_is_caught(
+        Scenario::S5CloseVsPendingWrite,
+        Bug::WriterNotWoken,
+        Oracle::Liveness,
+    );
 }

@@ -6,12 +6,18 @@
 
 mod common;
 
+use common::{Bug, Oracle, Scenario};
+
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S6", 1);
+    common::fixed_client_passes(Scenario::S6DoubleClose);
 }
 
 #[test]
 fn h1_close_no_drain_is_caught() {
-    common::bug_is_caught("S6", "H1", "drain-barrier");
+    common::bug_is_caught(
+        Scenario::S6DoubleClose,
+        Bug::CloseNoDrain,
+        Oracle::DrainBarrier,
+    );
 }

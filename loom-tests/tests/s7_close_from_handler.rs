@@ -6,22 +6,36 @@
 
 mod common;
 
+use common::{Bug, Oracle, Scenario};
+
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S7", 2);
+    common::fixed_client_passes(Scenario::S7CloseFromHandler);
 }
 
 #[test]
 fn h1_close_no_drain_is_caught() {
-    common::bug_is_caught("S7", "H1", "drain-barrier");
+    common::bug_is_caught(
+        Scenario::S7CloseFromHandler,
+        Bug::CloseNoDrain,
+        Oracle::DrainBarrier,
+    );
 }
 
 #[test]
 fn h7_writer_not_woken_is_caught() {
-    common::bug_is_caught("S7", "H7", "liveness");
+    common::bug_is_caught(
+        Scenario::S7CloseFromHandler,
+        Bug::WriterNotWoken,
+        Oracle::Liveness,
+    );
 }
 
 #[test]
 fn h8_close_from_callback_is_caught() {
-    common::bug_is_caught("S7", "H8", "liveness");
+    common::bug_is_caught(
+        Scenario::S7CloseFromHandler,
+        Bug::CloseFromCallback,
+        Oracle::Liveness,
+    );
 }

@@ -6,19 +6,29 @@
 
 mod common;
 
+use common::{Bug, Oracle, Scenario};
+
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S8", 2);
+    common::fixed_client_passes(Scenario::S8ManagerReconnect);
 }
 
 #[test]
 fn h6_untracked_helper_task_is_caught() {
-    common::bug_is_caught("S8", "H6", "drain-barrier");
+    common::bug_is_caught(
+        Scenario::S8ManagerReconnect,
+        Bug::UntrackedHelperTask,
+        Oracle::DrainBarrier,
+    );
 }
 
 /// Under loom S8 connects no stream (see `Scenario::explores`).
 #[cfg(wsdrain_shuttle)]
 #[test]
 fn h7_writer_not_woken_is_caught() {
-    common::bug_is_caught("S8", "H7", "liveness");
+    common::bug_is_caught(
+        Scenario::S8ManagerReconnect,
+        Bug::WriterNotWoken,
+        Oracle::Liveness,
+    );
 }

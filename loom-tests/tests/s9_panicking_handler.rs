@@ -7,12 +7,27 @@
 
 mod common;
 
+use common::{Bug, Oracle, Scenario};
+
 #[test]
 fn fixed_client_passes() {
-    common::fixed_client_passes("S9", 1);
+    common::fixed_client_passes(Scenario::S9PanickingHandler);
 }
 
 #[test]
 fn h1_close_no_drain_is_caught() {
-    common::bug_is_caught("S9", "H1", "drain-barrier");
+    common::bug_is_caught(
+        Scenario::S9PanickingHandler,
+        Bug::CloseNoDrain,
+        Oracle::DrainBarrier,
+    );
+}
+
+#[test]
+fn h7_writer_not_woken_is_caught_as_a_zombie() {
+    common::bug_is_caught(
+        Scenario::S9PanickingHandler,
+        Bug::WriterNotWoken,
+        Oracle::NoZombie,
+    );
 }

@@ -1,5 +1,9 @@
 //! The sync facade: one API, three compile-time backends.
 //!
+//! Public for the harness (loom-tests) and the benchmarks only: it is
+//! `#[doc(hidden)]` in the crate's documentation and has no stability
+//! promise. A client user needs none of it.
+//!
 //! Every piece of client code that synchronises (locks, atomics, spawning
 //! tasks, waiting) goes through this module, never through `std`, `tokio`,
 //! `loom` or `shuttle` directly. The backend is picked at compile time, the
@@ -20,12 +24,16 @@
 //! on top of the leaves, so the code that is model-checked is the code that
 //! ships. In the real build the leaves are type aliases or `#[inline]`
 //! newtypes over `std`/`tokio`, so the facade costs nothing.
+//!
+//! The rule has named exceptions, in [`unchecked`]: ids, statistics and
+//! set-once reports that the checkers must not see, each saying why.
 
 pub mod atomic;
 mod close_signal;
 mod mutex;
 mod queue;
 pub mod trace;
+pub mod unchecked;
 mod wait_group;
 mod waiters;
 
@@ -44,7 +52,7 @@ pub use backend::{Arc, TaskId, current_task, jitter, sleep, spawn, yield_now};
 pub use backend::{block_on, model_thread};
 pub use close_signal::{CloseSignal, Closed};
 pub use mutex::{Mutex, MutexGuard};
-pub use queue::{Queue, Recv, Send, SendError};
+pub use queue::{Queue, Recv, SendError, SendFuture};
 pub use wait_group::{Wait, WaitGroup};
 
 /// The name of the backend this build uses: `"std"`, `"loom"` or `"shuttle"`.

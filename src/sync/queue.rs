@@ -54,8 +54,8 @@ impl<T> Queue<T> {
     }
 
     /// Enqueue `item`, waiting for room; fails once the queue is closed.
-    pub fn send(&self, item: T) -> Send<'_, T> {
-        Send {
+    pub fn send(&self, item: T) -> SendFuture<'_, T> {
+        SendFuture {
             queue: self,
             item: Some(item),
             key: None,
@@ -122,20 +122,23 @@ impl<T> Queue<T> {
 /// Future returned by [`Queue::send`].
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
-pub struct Send<'a, T> {
+pub struct SendFuture<'a, T> {
     queue: &'a Queue<T>,
     item: Option<T>,
     key: Option<u64>,
 }
 
-impl<T> Unpin for Send<'_, T> {}
+impl<T> Unpin for SendFuture<'_, T> {}
 
-impl<T> Future for Send<'_, T> {
+impl<T> Future for SendFuture<'_, T> {
     type Output = Result<(), SendError<T>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let item = this.item.take().expect("Send polled after completion");
+        let item = this
+            .item
+            .take()
+            .expect("SendFuture polled after completion");
         let mut state = this.queue.state.lock();
         if state.closed {
             // `close` took every parked waker: ours is gone.
@@ -160,7 +163,7 @@ impl<T> Future for Send<'_, T> {
     }
 }
 
-impl<T> Drop for Send<'_, T> {
+impl<T> Drop for SendFuture<'_, T> {
     fn drop(&mut self) {
         if let Some(key) = self.key {
             let waker = {

@@ -2,17 +2,21 @@
 //!
 //! The client's code is the same whatever carries the frames. The real build
 //! dials WebSockets with tokio-tungstenite ([`WsTransport`]); the model
-//! checkers (and fast unit tests) use the in-memory [`MemoryTransport`],
+//! checkers (and fast unit tests) use the in-memory `MemoryTransport`,
 //! whose dial, send, receive, server-side close and abrupt disconnect are all
 //! made of [`sync`](crate::sync) facade primitives, so loom and shuttle can
 //! interleave every one of them with the client's own steps.
 
+// The in-memory transport is for the harness, the property tests and the
+// fuzz targets (`#[doc(hidden)]`, no stability promise), not for users.
+#[doc(hidden)]
 pub mod memory;
 mod ws;
 
 use std::future::Future;
 use std::time::Duration;
 
+#[doc(hidden)]
 pub use memory::{DialGate, Fault, FaultyHandler, INJECTED_PANIC, MemoryTransport, ServerConn};
 pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub use ws::WsTransport;

@@ -6,10 +6,13 @@
 //!   under `target/wsdrain/`. Non-zero exit if the fixed client fails
 //!   anything or a bug escapes.
 //! - `cargo xtask test`: every test suite, the model-checking ones included.
+//! - `cargo xtask release-check`: a plain `cargo build --workspace --release`
+//!   must carry no name of the bug catalog (see `release_check`).
 //! - `cargo xtask replay --checker loom --scenario S1 --bug H5 FILE`: replay
 //!   a counterexample.
 
 mod matrix;
+mod release_check;
 mod report;
 
 use std::path::PathBuf;
@@ -35,11 +38,14 @@ enum Command {
         #[arg(long)]
         no_models: bool,
     },
+    /// Prove that a plain `cargo build --workspace --release` contains no
+    /// name of the bug catalog (binaries, rlibs).
+    ReleaseCheck,
     /// Replay a counterexample from its loom checkpoint or shuttle schedule.
     Replay {
         /// `loom` or `shuttle`.
-        #[arg(long)]
-        checker: String,
+        #[arg(long, value_parser = matrix::parse_checker)]
+        checker: wsdrain_loom_tests::cell::Checker,
         /// S1 ... S11.
         #[arg(long)]
         scenario: String,
@@ -56,12 +62,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Verify(args) => matrix::verify(&args),
         Command::Test { no_models } => matrix::test(no_models),
+        Command::ReleaseCheck => release_check::run(),
         Command::Replay {
             checker,
             scenario,
             bug,
             artifact,
-        } => matrix::replay(&checker, &scenario, bug.as_deref(), &artifact),
+        } => matrix::replay(checker, &scenario, bug.as_deref(), &artifact),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wsdrain_loom_tests::Scenario;
-use wsdrain_loom_tests::cell::CellResult;
+use wsdrain_loom_tests::cell::{Catalog, CellCommand, CellResult, Checker};
 
 use crate::report::{self, Report};
 
@@ -46,18 +46,23 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub scenario: Vec<String>,
     /// Only these checkers (`loom`, `shuttle`).
-    #[arg(long)]
-    pub checker: Vec<String>,
+    #[arg(long, value_parser = parse_checker)]
+    pub checker: Vec<Checker>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/wsdrain/verify.json")]
     pub json: PathBuf,
 }
 
+/// A checker by name, for the command line.
+pub fn parse_checker(name: &str) -> Result<Checker, String> {
+    Checker::from_name(name).ok_or_else(|| format!("unknown checker {name:?} (loom or shuttle)"))
+}
+
 /// One job for a cell process.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub checker: &'static str,
-    pub args: Vec<String>,
+    pub checker: Checker,
+    pub command: CellCommand,
     /// What the job is for, to place its result.
     pub kind: JobKind,
 }
@@ -69,7 +74,7 @@ pub enum JobKind {
     Bound { bound: usize },
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
@@ -77,15 +82,14 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Build the cell runner for `checker`; returns the binary's path.
-pub fn build_cell(checker: &str) -> Result<PathBuf, String> {
+pub fn build_cell(checker: Checker) -> Result<PathBuf, String> {
     let root = workspace_root();
-    let target = root.join("target").join(checker);
-    eprintln!(
-        "building the {checker} harness (release, RUSTFLAGS=\"--cfg wsdrain_{checker}\") ..."
-    );
+    let target = checker.target_dir(&root);
+    let rustflags = checker.rustflags();
+    eprintln!("building the {checker} harness (release, RUSTFLAGS=\"{rustflags}\") ...");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&root)
-        .env("RUSTFLAGS", format!("--cfg wsdrain_{checker}"))
+        .env("RUSTFLAGS", &rustflags)
         .env("CARGO_TARGET_DIR", &target)
         .args([
             "build",
@@ -104,26 +108,9 @@ pub fn build_cell(checker: &str) -> Result<PathBuf, String> {
     Ok(target.join("release").join("wsdrain-cell"))
 }
 
-/// Run one cell process and parse its result line.
-pub fn run_cell(binary: &Path, args: &[String]) -> Result<CellResult, String> {
-    let output = Command::new(binary)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    CellResult::parse(&stdout).ok_or_else(|| {
-        format!(
-            "cell {} gave no result (status {}): {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .join(" | ")
-        )
-    })
+/// The bug catalog the cell runner at `binary` was built with.
+pub fn catalog(binary: &Path) -> Result<Catalog, String> {
+    CellCommand::catalog().execute_catalog(binary)
 }
 
 fn selected(args: &VerifyArgs, all: &[Scenario]) -> Result<Vec<Scenario>, String> {
@@ -137,89 +124,62 @@ fn selected(args: &VerifyArgs, all: &[Scenario]) -> Result<Vec<Scenario>, String
 }
 
 /// The jobs of the matrix for one checker.
-fn jobs(checker: &'static str, args: &VerifyArgs, scenarios: &[Scenario]) -> Vec<Job> {
+fn jobs(
+    checker: Checker,
+    catalog: &Catalog,
+    args: &VerifyArgs,
+    scenarios: &[Scenario],
+) -> Vec<Job> {
     let mut jobs = Vec::new();
     let per_scenario = (args.shuttle_executions / scenarios.len().max(1)).max(1);
-    for &scenario in scenarios {
-        let base = |variant: &str| -> Vec<String> {
-            vec![
-                "run".into(),
-                "--scenario".into(),
-                scenario.id().into(),
-                "--variant".into(),
-                variant.into(),
-            ]
-        };
-        // The fixed client.
-        let mut fixed = base("fixed");
-        if checker == "loom" {
-            let bound = args.bound.unwrap_or(scenario.loom_bound());
-            fixed.extend(["--bound".into(), bound.to_string()]);
-            fixed.extend(["--max-seconds".into(), args.loom_seconds.to_string()]);
-            fixed.push("--no-trace".into());
-        } else {
-            fixed.extend([
-                "--depth".into(),
-                "3".into(),
-                "--iterations".into(),
-                per_scenario.to_string(),
-            ]);
-            fixed.push("--no-trace".into());
-        }
+    let mut push = |command: CellCommand, kind: JobKind| {
         jobs.push(Job {
             checker,
-            args: fixed,
-            kind: JobKind::Fixed,
-        });
-        if checker == "loom" && args.find_bounds {
+            command,
+            kind,
+        })
+    };
+    for &scenario in scenarios {
+        // The fixed client.
+        let fixed = CellCommand::run(scenario, "fixed").no_trace();
+        let fixed = match checker {
+            Checker::Loom => fixed
+                .bound(args.bound.unwrap_or(scenario.loom_bound()))
+                .max_seconds(args.loom_seconds),
+            Checker::Shuttle => fixed.depth(3).iterations(per_scenario),
+        };
+        push(fixed, JobKind::Fixed);
+        if checker == Checker::Loom && args.find_bounds {
             for bound in 0..=5 {
-                let mut a = base("fixed");
-                a.extend(["--bound".into(), bound.to_string()]);
-                a.extend([
-                    "--max-seconds".into(),
-                    args.loom_seconds.to_string(),
-                    "--no-trace".into(),
-                ]);
-                jobs.push(Job {
-                    checker,
-                    args: a,
-                    kind: JobKind::Bound { bound },
-                });
+                let command = CellCommand::run(scenario, "fixed")
+                    .bound(bound)
+                    .max_seconds(args.loom_seconds)
+                    .no_trace();
+                push(command, JobKind::Bound { bound });
             }
         }
         // Every bug that applies to the scenario.
-        for bug in wsdrain_loom_tests::cell::all_bugs() {
-            if !scenario.applies_under(checker, bug) {
-                continue;
-            }
-            if checker == "loom" {
-                let mut a = base(bug.id());
-                a.extend([
-                    "--bound".into(),
-                    args.bug_bound.to_string(),
-                    "--deepen".into(),
-                    "--checkpoint".into(),
-                ]);
-                a.extend(["--max-seconds".into(), args.loom_seconds.to_string()]);
-                jobs.push(Job {
-                    checker,
-                    args: a,
-                    kind: JobKind::Bug { depth: 0 },
-                });
-            } else {
-                // PCT depth 2 and 3 as the goals ask, and the uniform random
-                // scheduler: shuttle's schedulers have different blind spots.
-                for depth in [2, 3, 0] {
-                    for seed in 0..args.seeds {
-                        let mut a = base(bug.id());
-                        a.extend(["--depth".into(), depth.to_string()]);
-                        a.extend(["--iterations".into(), args.bug_iterations.to_string()]);
-                        a.extend(["--seed".into(), seed.to_string()]);
-                        jobs.push(Job {
-                            checker,
-                            args: a,
-                            kind: JobKind::Bug { depth },
-                        });
+        for bug in catalog.bugs.iter().filter(|b| b.applies(scenario)) {
+            match checker {
+                Checker::Loom => {
+                    let command = CellCommand::run(scenario, &bug.id)
+                        .bound(args.bug_bound)
+                        .deepen()
+                        .checkpoint()
+                        .max_seconds(args.loom_seconds);
+                    push(command, JobKind::Bug { depth: 0 });
+                }
+                Checker::Shuttle => {
+                    // PCT depth 2 and 3 as the goals ask, and the uniform random
+                    // scheduler: shuttle's schedulers have different blind spots.
+                    for depth in [2, 3, 0] {
+                        for seed in 0..args.seeds {
+                            let command = CellCommand::run(scenario, &bug.id)
+                                .depth(depth)
+                                .iterations(args.bug_iterations)
+                                .seed(seed);
+                            push(command, JobKind::Bug { depth });
+                        }
                     }
                 }
             }
@@ -231,26 +191,29 @@ fn jobs(checker: &'static str, args: &VerifyArgs, scenarios: &[Scenario]) -> Vec
 /// `cargo xtask verify`.
 pub fn verify(args: &VerifyArgs) -> Result<bool, String> {
     let scenarios = selected(args, &Scenario::ALL)?;
-    let checkers: Vec<&'static str> = ["loom", "shuttle"]
+    let checkers: Vec<Checker> = Checker::ALL
         .into_iter()
-        .filter(|c| args.checker.is_empty() || args.checker.iter().any(|a| a == c))
+        .filter(|c| args.checker.is_empty() || args.checker.contains(c))
         .collect();
     let started = Instant::now();
-    let mut binaries = Vec::new();
+    let mut built = Vec::new();
     for &checker in &checkers {
-        binaries.push((checker, build_cell(checker)?));
+        let binary = build_cell(checker)?;
+        let catalog = catalog(&binary)?;
+        built.push((checker, binary, catalog));
     }
     let mut all_jobs: Vec<(PathBuf, Job)> = Vec::new();
-    for (checker, binary) in &binaries {
-        for job in jobs(checker, args, &scenarios) {
+    for (checker, binary, catalog) in &built {
+        for job in jobs(*checker, catalog, args, &scenarios) {
             all_jobs.push((binary.clone(), job));
         }
     }
+    let catalogs: Vec<Catalog> = built.into_iter().map(|(_, _, c)| c).collect();
     // Bound-finding runs fill whole minutes: keep them to one at a time by
     // putting them last; everything else runs in parallel.
     all_jobs.sort_by_key(|(_, job)| matches!(job.kind, JobKind::Bound { .. }));
     let results = run_all(all_jobs, args.jobs)?;
-    let report = Report::build(args, &scenarios, &checkers, results, started.elapsed());
+    let report = Report::build(args, &scenarios, &catalogs, results, started.elapsed());
     report::print(&report);
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -286,8 +249,12 @@ fn run_all(
                     let Some((binary, job)) = queue.lock().unwrap().pop_front() else {
                         break;
                     };
-                    bar.set_message(format!("{} {}", job.checker, job.args[2..].join(" ")));
-                    match run_cell(&binary, &job.args) {
+                    bar.set_message(format!(
+                        "{} {}",
+                        job.checker,
+                        job.command.args()[2..].join(" ")
+                    ));
+                    match job.command.execute(&binary) {
                         Ok(result) => results.lock().unwrap().push((job, result)),
                         Err(e) => errors.lock().unwrap().push(e),
                     }
@@ -306,24 +273,14 @@ fn run_all(
 
 /// `cargo xtask replay`.
 pub fn replay(
-    checker: &str,
+    checker: Checker,
     scenario: &str,
     bug: Option<&str>,
     artifact: &Path,
 ) -> Result<bool, String> {
-    if !matches!(checker, "loom" | "shuttle") {
-        return Err(format!("unknown checker {checker:?} (loom or shuttle)"));
-    }
     let binary = build_cell(checker)?;
-    let args: Vec<String> = vec![
-        "replay".into(),
-        "--scenario".into(),
-        scenario.into(),
-        "--variant".into(),
-        bug.unwrap_or("fixed").into(),
-        artifact.display().to_string(),
-    ];
-    let result = run_cell(&binary, &args)?;
+    let result =
+        CellCommand::replay(scenario, bug.unwrap_or("fixed"), artifact).execute(&binary)?;
     match &result.report {
         Some(report) => {
             println!("replayed: the failure reproduces\n\n{report}");
@@ -336,30 +293,48 @@ pub fn replay(
     }
 }
 
-/// `cargo xtask test`: the workspace tests, then each model suite in its own
-/// target directory (the cfg changes every crate's build).
+/// `cargo xtask test`: the workspace's tests as they ship (no catalog cfg),
+/// the catalog's tests on the real backend (`--cfg wsdrain_bugs`), each model
+/// suite, then the release-artifact check ([`crate::release_check`]). Every
+/// build with extra cfgs has its own target directory (the cfgs change every
+/// crate's build).
 pub fn test(no_models: bool) -> Result<bool, String> {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut runs: Vec<(&str, Vec<&str>, Option<&str>)> =
-        vec![("workspace", vec!["test", "--workspace"], None)];
+    // (name, cargo args, RUSTFLAGS and target directory)
+    type Run<'a> = (String, Vec<&'a str>, Option<(String, PathBuf)>);
+    let mut runs: Vec<Run> = vec![
+        (
+            "workspace, production form".into(),
+            vec!["test", "--workspace"],
+            None,
+        ),
+        (
+            "bug catalog, real backend".into(),
+            vec!["test", "-p", "wsdrain", "--lib", "--test", "proptest_ops"],
+            Some((
+                "--cfg wsdrain_bugs".into(),
+                root.join("target").join("bugs"),
+            )),
+        ),
+    ];
     if !no_models {
-        for checker in ["loom", "shuttle"] {
+        for checker in Checker::ALL {
             runs.push((
-                checker,
+                format!("{checker} model suite"),
                 vec!["test", "--release", "-p", "wsdrain-loom-tests"],
-                Some(checker),
+                Some((checker.rustflags(), checker.target_dir(&root))),
             ));
         }
     }
-    for (name, args, checker) in runs {
+    for (name, args, flags) in runs {
         eprintln!("== cargo {} ({name})", args.join(" "));
         let mut command = Command::new(&cargo);
         command.current_dir(&root).args(&args);
-        if let Some(checker) = checker {
+        if let Some((rustflags, target)) = flags {
             command
-                .env("RUSTFLAGS", format!("--cfg wsdrain_{checker}"))
-                .env("CARGO_TARGET_DIR", root.join("target").join(checker));
+                .env("RUSTFLAGS", rustflags)
+                .env("CARGO_TARGET_DIR", target);
         }
         let status = command
             .status()
@@ -369,5 +344,5 @@ pub fn test(no_models: bool) -> Result<bool, String> {
             return Ok(false);
         }
     }
-    Ok(true)
+    crate::release_check::run()
 }

@@ -5,18 +5,39 @@ use std::time::Duration;
 
 use serde::Serialize;
 use wsdrain_loom_tests::Scenario;
-use wsdrain_loom_tests::cell::{CellResult, all_bugs};
+use wsdrain_loom_tests::cell::{Catalog, CellOutcome, CellResult, Checker, Oracle};
 
 use crate::matrix::{Job, JobKind, VerifyArgs};
+
+/// The verdict of one cell of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Status {
+    /// The fixed client passed.
+    #[serde(rename = "pass")]
+    Pass,
+    /// The bug was caught.
+    #[serde(rename = "caught")]
+    Caught,
+    /// A time limit stopped the exploration (fixed client, loom).
+    #[serde(rename = "incomplete")]
+    Incomplete,
+    /// The fixed client failed.
+    #[serde(rename = "FAILED")]
+    Failed,
+    /// A bug was not caught.
+    #[serde(rename = "ESCAPED")]
+    Escaped,
+    /// The bug cannot occur in this scenario (the note says why).
+    #[serde(rename = "n/a")]
+    NotApplicable,
+}
 
 /// One cell of a table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
     pub scenario: String,
-    /// "pass", "caught", "incomplete", "FAILED" (the fixed client failed),
-    /// "ESCAPED" (a bug was not caught), "n/a".
-    pub status: String,
-    pub oracle: Option<String>,
+    pub status: Status,
+    pub oracle: Option<Oracle>,
     /// loom: executions of the run (to detection, for bugs).
     pub executions: Option<usize>,
     /// loom: the bound that found the bug.
@@ -29,11 +50,11 @@ pub struct Cell {
 
 impl Cell {
     /// The cell of a single run (loom, or the fixed client under shuttle).
-    fn from_run(status: &str, run: &CellResult) -> Cell {
+    fn from_run(status: Status, run: &CellResult) -> Cell {
         Cell {
             scenario: run.scenario.clone(),
-            status: status.into(),
-            oracle: run.oracle.clone(),
+            status,
+            oracle: run.oracle,
             executions: Some(run.executions),
             bound: run.bound,
             elapsed_ms: Some(run.elapsed_ms),
@@ -62,13 +83,13 @@ pub struct Row {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Table {
-    pub checker: String,
+    pub checker: Checker,
     pub rows: Vec<Row>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Counterexample {
-    pub checker: String,
+    pub checker: Checker,
     pub scenario: String,
     pub variant: String,
     pub report: String,
@@ -79,7 +100,7 @@ impl Counterexample {
     /// The counterexample of a failed run, whose report is `report`.
     fn of(run: &CellResult, report: &str) -> Counterexample {
         Counterexample {
-            checker: run.checker.clone(),
+            checker: run.checker,
             scenario: run.scenario.clone(),
             variant: run.variant.clone(),
             report: report.to_owned(),
@@ -129,7 +150,7 @@ impl Report {
     pub fn build(
         args: &VerifyArgs,
         scenarios: &[Scenario],
-        checkers: &[&str],
+        catalogs: &[Catalog],
         results: Vec<(Job, CellResult)>,
         elapsed: Duration,
     ) -> Report {
@@ -138,7 +159,7 @@ impl Report {
         let mut counterexamples = Vec::new();
         let mut budgets = Vec::new();
         let find =
-            |checker: &str, scenario: &str, variant: &str, kind: &dyn Fn(&JobKind) -> bool| {
+            |checker: Checker, scenario: &str, variant: &str, kind: &dyn Fn(&JobKind) -> bool| {
                 results
                     .iter()
                     .filter(|(job, r)| {
@@ -150,28 +171,27 @@ impl Report {
                     .map(|(_, r)| r.clone())
                     .collect::<Vec<_>>()
             };
-        for &checker in checkers {
+        for catalog in catalogs {
+            let checker = catalog.checker;
             let mut rows = Vec::new();
             let variants: Vec<String> = std::iter::once("fixed".to_owned())
-                .chain(all_bugs().iter().map(|b| b.id().to_owned()))
+                .chain(catalog.bugs.iter().map(|b| b.id.clone()))
                 .collect();
             for variant in &variants {
-                let bug = all_bugs().into_iter().find(|b| b.id() == variant);
+                let bug = catalog.bug(variant);
                 let mut cells = Vec::new();
                 for &scenario in scenarios {
                     let sid = scenario.id();
-                    if let Some(bug) = bug
-                        && !scenario.applies_under(checker, bug)
-                    {
+                    if let Some(reason) = bug.and_then(|b| b.not_applicable_because(scenario)) {
                         cells.push(Cell {
                             scenario: sid.into(),
-                            status: "n/a".into(),
+                            status: Status::NotApplicable,
                             oracle: None,
                             executions: None,
                             bound: None,
                             elapsed_ms: None,
                             pct: vec![],
-                            note: Some(scenario.not_applicable_because(bug).into()),
+                            note: Some(reason.into()),
                         });
                         continue;
                     }
@@ -182,8 +202,8 @@ impl Report {
                     };
                     let cell = if bug.is_none() {
                         let Some(r) = runs.first() else { continue };
-                        let status = match r.result.as_str() {
-                            "caught" => {
+                        let status = match r.result {
+                            CellOutcome::Caught => {
                                 problems.push(format!(
                                     "the fixed client failed {sid} under {checker}: {}",
                                     r.message.clone().unwrap_or_default()
@@ -191,24 +211,25 @@ impl Report {
                                 if let Some(report) = &r.report {
                                     counterexamples.push(Counterexample::of(r, report));
                                 }
-                                "FAILED"
+                                Status::Failed
                             }
-                            other => other,
+                            CellOutcome::Pass => Status::Pass,
+                            CellOutcome::Incomplete => Status::Incomplete,
                         };
                         Cell::from_run(status, r)
-                    } else if checker == "loom" {
+                    } else if checker == Checker::Loom {
                         let Some(r) = runs.first() else { continue };
-                        let status = if r.result == "caught" {
+                        let status = if r.caught() {
                             if let Some(report) = &r.report {
                                 counterexamples.push(Counterexample::of(r, report));
                             }
-                            "caught"
+                            Status::Caught
                         } else {
                             problems.push(format!(
                                 "{variant} escaped loom in {sid} ({} executions up to bound {:?})",
                                 r.executions, r.bound
                             ));
-                            "ESCAPED"
+                            Status::Escaped
                         };
                         Cell::from_run(status, r)
                     } else {
@@ -216,25 +237,24 @@ impl Report {
                         let mut oracle = None;
                         // Caught per seed by any strategy (a portfolio, like
                         // shuttle's PortfolioRunner).
-                        let mut seeds_caught = std::collections::BTreeSet::<String>::new();
-                        let mut seeds_run = std::collections::BTreeSet::<String>::new();
+                        let mut seeds_caught = std::collections::BTreeSet::<Option<u64>>::new();
+                        let mut seeds_run = std::collections::BTreeSet::<Option<u64>>::new();
                         for depth in [2, 3, 0] {
                             let runs =
                                 find(checker, sid, variant, &|k| *k == JobKind::Bug { depth });
                             for r in &runs {
-                                let seed = r.strategy.rsplit(' ').next().unwrap_or("").to_owned();
-                                if r.result == "caught" {
-                                    seeds_caught.insert(seed.clone());
+                                if r.caught() {
+                                    seeds_caught.insert(r.seed);
                                 }
-                                seeds_run.insert(seed);
+                                seeds_run.insert(r.seed);
                             }
                             let mut caught: Vec<usize> = runs
                                 .iter()
-                                .filter(|r| r.result == "caught")
+                                .filter(|r| r.caught())
                                 .map(|r| r.executions)
                                 .collect();
-                            if let Some(r) = runs.iter().find(|r| r.result == "caught") {
-                                oracle = oracle.or(r.oracle.clone());
+                            if let Some(r) = runs.iter().find(|r| r.caught()) {
+                                oracle = oracle.or(r.oracle);
                                 let first_of_variant = !counterexamples
                                     .iter()
                                     .any(|c| c.checker == checker && c.variant == *variant);
@@ -264,9 +284,9 @@ impl Report {
                         Cell {
                             scenario: sid.into(),
                             status: if escaped {
-                                "ESCAPED".into()
+                                Status::Escaped
                             } else {
-                                "caught".into()
+                                Status::Caught
                             },
                             oracle,
                             executions: None,
@@ -283,10 +303,7 @@ impl Report {
                     cells,
                 });
             }
-            tables.push(Table {
-                checker: checker.into(),
-                rows,
-            });
+            tables.push(Table { checker, rows });
         }
 
         // Budgets, as figures.
@@ -298,10 +315,10 @@ impl Report {
             let incomplete: Vec<&str> = fixed
                 .cells
                 .iter()
-                .filter(|c| c.status == "incomplete")
+                .filter(|c| c.status == Status::Incomplete)
                 .map(|c| c.scenario.as_str())
                 .collect();
-            if table.checker == "loom" {
+            if table.checker == Checker::Loom {
                 let bounds: Vec<String> = fixed
                     .cells
                     .iter()
@@ -317,7 +334,7 @@ impl Report {
                 let bug_ms: Vec<f64> = table.rows[1..]
                     .iter()
                     .flat_map(|r| r.cells.iter())
-                    .filter(|c| c.status == "caught")
+                    .filter(|c| c.status == Status::Caught)
                     .filter_map(|c| c.elapsed_ms)
                     .collect();
                 let worst = bug_ms.iter().copied().fold(0.0, f64::max);
@@ -329,7 +346,7 @@ impl Report {
                 budgets.push(format!(
                     "shuttle, fixed client: {total_ex} PCT (depth 3) executions in {:.1} s, zero failures: {} (goal: 100000 in <= 60 s)",
                     total_ms / 1e3,
-                    if fixed.cells.iter().all(|c| c.status == "pass") { "yes" } else { "NO" }
+                    if fixed.cells.iter().all(|c| c.status == Status::Pass) { "yes" } else { "NO" }
                 ));
                 for depth in [2, 3, 0] {
                     let mut medians = Vec::new();
@@ -362,11 +379,11 @@ impl Report {
         for &scenario in scenarios {
             let mut best = None;
             for bound in 0..=5 {
-                let runs = find("loom", scenario.id(), "fixed", &|k| {
+                let runs = find(Checker::Loom, scenario.id(), "fixed", &|k| {
                     *k == JobKind::Bound { bound }
                 });
                 if let Some(r) = runs.first()
-                    && r.result == "pass"
+                    && r.result == CellOutcome::Pass
                 {
                     best = Some(bound);
                 }
@@ -396,19 +413,19 @@ impl Report {
     }
 }
 
-fn short(oracle: Option<&str>) -> &str {
+fn short(oracle: Option<Oracle>) -> &'static str {
     match oracle {
-        Some("drain-barrier") => "drain",
-        Some("no-orphan") => "orphan",
-        Some("identity") => "identity",
-        Some("waitgroup-misuse") => "wg-misuse",
-        Some("liveness") => "liveness",
-        Some("no-zombie") => "zombie",
-        Some("ready-at-barrier") => "not-ready",
-        Some("input-honesty") => "input",
-        Some("manager-promise") => "mgr-promise",
-        Some(_) => "panic",
-        None => "?",
+        Some(Oracle::DrainBarrier) => "drain",
+        Some(Oracle::NoOrphan) => "orphan",
+        Some(Oracle::Identity) => "identity",
+        Some(Oracle::WaitGroupMisuse) => "wg-misuse",
+        Some(Oracle::Liveness) => "liveness",
+        Some(Oracle::NoZombie) => "zombie",
+        Some(Oracle::ReadyAtBarrier) => "not-ready",
+        Some(Oracle::InputHonesty) => "input",
+        Some(Oracle::ManagerPromise) => "mgr-promise",
+        // An oracle this report does not know yet, or an unexpected panic.
+        Some(_) | None => "panic",
     }
 }
 
@@ -428,28 +445,28 @@ fn time(ms: f64) -> String {
     }
 }
 
-fn cell_text(checker: &str, cell: &Cell) -> String {
-    match cell.status.as_str() {
-        "n/a" => "n/a".into(),
-        "pass" => format!(
+fn cell_text(checker: Checker, cell: &Cell) -> String {
+    match cell.status {
+        Status::NotApplicable => "n/a".into(),
+        Status::Pass => format!(
             "pass {} {}",
             human(cell.executions.unwrap_or(0)),
             time(cell.elapsed_ms.unwrap_or(0.0))
         ),
-        "incomplete" => format!(
+        Status::Incomplete => format!(
             "part {} {}",
             human(cell.executions.unwrap_or(0)),
             time(cell.elapsed_ms.unwrap_or(0.0))
         ),
-        "FAILED" => format!("FAIL {}", short(cell.oracle.as_deref())),
-        "ESCAPED" => "ESCAPED".into(),
-        _ if checker == "loom" => format!(
+        Status::Failed => format!("FAIL {}", short(cell.oracle)),
+        Status::Escaped => "ESCAPED".into(),
+        Status::Caught if checker == Checker::Loom => format!(
             "{} {}x {}",
-            short(cell.oracle.as_deref()),
+            short(cell.oracle),
             cell.executions.unwrap_or(0),
             time(cell.elapsed_ms.unwrap_or(0.0))
         ),
-        _ => {
+        Status::Caught => {
             let med: Vec<String> = cell
                 .pct
                 .iter()
@@ -461,7 +478,7 @@ fn cell_text(checker: &str, cell: &Cell) -> String {
                     }
                 })
                 .collect();
-            format!("{} m{}", short(cell.oracle.as_deref()), med.join("/"))
+            format!("{} m{}", short(cell.oracle), med.join("/"))
         }
     }
 }
@@ -469,7 +486,7 @@ fn cell_text(checker: &str, cell: &Cell) -> String {
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     for table in &report.tables {
-        let heading = if table.checker == "loom" {
+        let heading = if table.checker == Checker::Loom {
             format!(
                 "loom (fixed: exhaustive at preemption bound {}; bugs: bounds 0..={} until caught). cell: oracle, executions to detection, wall time",
                 report
@@ -496,7 +513,7 @@ pub fn render(report: &Report) -> String {
         for row in &table.rows {
             let _ = write!(out, "{:<8}", row.variant);
             for cell in &row.cells {
-                let _ = write!(out, "{:<width$}", cell_text(&table.checker, cell));
+                let _ = write!(out, "{:<width$}", cell_text(table.checker, cell));
             }
             let _ = writeln!(out);
         }
@@ -530,7 +547,7 @@ pub fn print(report: &Report) {
     if let Some(example) = report
         .counterexamples
         .iter()
-        .find(|c| c.checker == "loom" && c.variant == "H5")
+        .find(|c| c.checker == Checker::Loom && c.variant == "H5")
         .or(report.counterexamples.first())
     {
         println!(

@@ -2,7 +2,7 @@
 //! under the checker this binary was built for. Prints one JSON line.
 //!
 //! ```text
-//! RUSTFLAGS="--cfg wsdrain_loom" cargo run --release -p wsdrain-loom-tests --bin wsdrain-cell -- \
+//! RUSTFLAGS="--cfg wsdrain_loom --cfg wsdrain_bugs" cargo run --release -p wsdrain-loom-tests --bin wsdrain-cell -- \
 //!     run --scenario S1 --variant H5 --bound 3
 //! ```
 
@@ -53,6 +53,9 @@ enum Command {
         #[arg(long)]
         no_trace: bool,
     },
+    /// Print the bug catalog of this build as JSON: ids, names, and per
+    /// scenario why a bug cannot occur there under this checker.
+    Catalog,
     /// Replay a counterexample from its artifact (loom checkpoint or shuttle schedule).
     Replay {
         /// S1 ... S8.
@@ -79,17 +82,23 @@ fn main() -> ExitCode {
 
 #[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
 fn run(_: Command) -> Result<(), String> {
-    Err("built without a checker: set RUSTFLAGS=\"--cfg wsdrain_loom\" or \"--cfg wsdrain_shuttle\"".into())
+    Err("built without a checker: set RUSTFLAGS=\"--cfg wsdrain_loom --cfg wsdrain_bugs\" or \"--cfg wsdrain_shuttle --cfg wsdrain_bugs\"".into())
 }
 
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 fn run(command: Command) -> Result<(), String> {
     use std::time::{Duration, Instant};
-    use wsdrain_loom_tests::cell::{self, CellResult, Pending};
+    use wsdrain_loom_tests::cell::{self, Catalog, CellOutcome, CellResult, Checker, Pending};
     use wsdrain_loom_tests::harness::{self, CHECKER, Strategy};
 
     harness::install_panic_hook();
     match command {
+        Command::Catalog => {
+            let json = serde_json::to_string(&Catalog::of_this_build(CHECKER))
+                .map_err(|e| e.to_string())?;
+            println!("{json}");
+            Ok(())
+        }
         Command::Run {
             scenario,
             variant,
@@ -114,7 +123,7 @@ fn run(command: Command) -> Result<(), String> {
                 String::new(),
             );
             let started = Instant::now();
-            let strategies: Vec<(Option<usize>, Strategy)> = if CHECKER == "loom" {
+            let strategies: Vec<(Option<usize>, Strategy)> = if CHECKER == Checker::Loom {
                 let bounds: Vec<usize> = if deepen {
                     (0..=bound).collect()
                 } else {
@@ -141,9 +150,11 @@ fn run(command: Command) -> Result<(), String> {
                     })
                     .collect()
             } else if depth == 0 {
+                result.seed = Some(seed);
                 result.strategy = format!("random seed {seed}");
                 vec![(None, Strategy::Random { iterations, seed })]
             } else {
+                result.seed = Some(seed);
                 result.strategy = format!("pct depth {depth} seed {seed}");
                 vec![(
                     None,
@@ -175,7 +186,7 @@ fn run(command: Command) -> Result<(), String> {
                     return Ok(());
                 }
                 if outcome.incomplete {
-                    result.result = "incomplete".into();
+                    result.result = CellOutcome::Incomplete;
                     break;
                 }
             }

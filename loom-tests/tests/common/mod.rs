@@ -1,66 +1,49 @@
 //! Shared helpers of the model-checking suites: each test runs one cell of
 //! the matrix in its own `wsdrain-cell` process (loom reports deadlocks by
-//! aborting the process) and asserts on its result line.
+//! aborting the process) and asserts on its result line. The command lines
+//! come from [`CellCommand`], as `cargo xtask verify`'s do.
 #![allow(dead_code)]
 
-use std::process::Command;
+use std::path::Path;
 
-use wsdrain_loom_tests::cell::CellResult;
+pub use wsdrain::Bug;
+pub use wsdrain_loom_tests::Scenario;
+pub use wsdrain_loom_tests::cell::Oracle;
+use wsdrain_loom_tests::cell::{CellCommand, CellOutcome, CellResult, Checker};
 
 /// The checker this test binary was built for.
-pub const CHECKER: &str = if cfg!(wsdrain_loom) {
-    "loom"
-} else {
-    "shuttle"
+pub const CHECKER: Checker = match Checker::COMPILED {
+    Some(checker) => checker,
+    None => panic!("the model suites are built only with a checker's cfg"),
 };
 
-fn cell(args: &[String]) -> CellResult {
-    let output = Command::new(env!("CARGO_BIN_EXE_wsdrain-cell"))
-        .args(args)
-        .output()
-        .expect("run wsdrain-cell");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    CellResult::parse(&stdout).unwrap_or_else(|| {
-        panic!(
-            "wsdrain-cell {} gave no result ({}):\n{}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
+fn cell(command: &CellCommand) -> CellResult {
+    command
+        .execute(Path::new(env!("CARGO_BIN_EXE_wsdrain-cell")))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-fn base(scenario: &str, variant: &str) -> Vec<String> {
-    ["run", "--scenario", scenario, "--variant", variant]
-        .map(String::from)
-        .to_vec()
-}
-
 /// The fixed client passes `scenario`: under loom exhaustively at
-/// `loom_bound` (overridden by `LOOM_MAX_PREEMPTIONS`), under shuttle for
-/// `SHUTTLE_ITERATIONS` (default 2000) PCT executions of depth 3.
-pub fn fixed_client_passes(scenario: &str, loom_bound: usize) -> CellResult {
-    let mut args = base(scenario, "fixed");
-    if CHECKER == "loom" {
-        let bound = env_usize("LOOM_MAX_PREEMPTIONS").unwrap_or(loom_bound);
-        args.extend(["--bound".into(), bound.to_string(), "--no-trace".into()]);
-    } else {
-        let iterations = env_usize("SHUTTLE_ITERATIONS").unwrap_or(2000);
-        args.extend([
-            "--depth".into(),
-            "3".into(),
-            "--iterations".into(),
-            iterations.to_string(),
-        ]);
-    }
-    let result = cell(&args);
+/// [`Scenario::loom_bound`] (overridden by `LOOM_MAX_PREEMPTIONS`), under
+/// shuttle for `SHUTTLE_ITERATIONS` (default 2000) PCT executions of depth 3.
+pub fn fixed_client_passes(scenario: Scenario) -> CellResult {
+    let command = CellCommand::run(scenario, "fixed").no_trace();
+    let command = match CHECKER {
+        Checker::Loom => {
+            command.bound(env_usize("LOOM_MAX_PREEMPTIONS").unwrap_or(scenario.loom_bound()))
+        }
+        Checker::Shuttle => command
+            .depth(3)
+            .iterations(env_usize("SHUTTLE_ITERATIONS").unwrap_or(2000)),
+    };
+    let result = cell(&command);
     assert_eq!(
         result.result,
-        "pass",
+        CellOutcome::Pass,
         "the fixed client failed {scenario} under {CHECKER}:\n{}",
         result.report.clone().unwrap_or_default()
     );
@@ -68,50 +51,42 @@ pub fn fixed_client_passes(scenario: &str, loom_bound: usize) -> CellResult {
     result
 }
 
-/// `bug` is caught in `scenario` by the oracle named `oracle`, with a
-/// readable counterexample and a replay command. loom: bounds 0..=3;
-/// shuttle: for each of three seeds, a portfolio of PCT depth 3, PCT depth
-/// 2 and the random scheduler (5,000 executions each) must catch it.
-pub fn bug_is_caught(scenario: &str, bug: &str, oracle: &str) -> CellResult {
-    let runs: Vec<Vec<Vec<String>>> = if CHECKER == "loom" {
-        let mut args = base(scenario, bug);
-        args.extend(
-            [
-                "--bound",
-                "3",
-                "--deepen",
-                "--checkpoint",
-                "--max-seconds",
-                "120",
-            ]
-            .map(String::from),
-        );
-        vec![vec![args]]
-    } else {
-        (0..3)
+/// `bug` is caught in `scenario` by `oracle`, with a readable
+/// counterexample and a replay command. loom: bounds 0..=3; shuttle: for
+/// each of three seeds, a portfolio of PCT depth 3, PCT depth 2 and the
+/// random scheduler (5,000 executions each) must catch it.
+pub fn bug_is_caught(scenario: Scenario, bug: Bug, oracle: Oracle) -> CellResult {
+    assert!(
+        scenario.applies_under(CHECKER, bug),
+        "{bug} cannot occur in {scenario} under {CHECKER}"
+    );
+    let runs: Vec<Vec<CellCommand>> = match CHECKER {
+        Checker::Loom => vec![vec![
+            CellCommand::run(scenario, bug.id())
+                .bound(3)
+                .deepen()
+                .checkpoint()
+                .max_seconds(120),
+        ]],
+        Checker::Shuttle => (0..3)
             .map(|seed| {
                 [3, 2, 0]
                     .map(|depth| {
-                        let mut args = base(scenario, bug);
-                        args.extend([
-                            "--depth".into(),
-                            depth.to_string(),
-                            "--iterations".into(),
-                            "5000".into(),
-                        ]);
-                        args.extend(["--seed".into(), seed.to_string()]);
-                        args
+                        CellCommand::run(scenario, bug.id())
+                            .depth(depth)
+                            .iterations(5000)
+                            .seed(seed)
                     })
                     .to_vec()
             })
-            .collect()
+            .collect(),
     };
     let mut last = None;
     for portfolio in runs {
         let mut result = None;
-        for args in portfolio {
-            let r = cell(&args);
-            let caught = r.result == "caught";
+        for command in portfolio {
+            let r = cell(&command);
+            let caught = r.caught();
             result = Some(r);
             if caught {
                 break;
@@ -119,12 +94,14 @@ pub fn bug_is_caught(scenario: &str, bug: &str, oracle: &str) -> CellResult {
         }
         let result = result.expect("a portfolio has a strategy");
         assert_eq!(
-            result.result, "caught",
+            result.result,
+            CellOutcome::Caught,
             "{bug} escaped {CHECKER} in {scenario} ({} executions, {})",
-            result.executions, result.strategy
+            result.executions,
+            result.strategy
         );
         assert_eq!(
-            result.oracle.as_deref(),
+            result.oracle,
             Some(oracle),
             "{bug} in {scenario} was caught by the wrong oracle: {:?}",
             result.message
@@ -152,12 +129,9 @@ pub fn bug_is_caught(scenario: &str, bug: &str, oracle: &str) -> CellResult {
 /// result.
 pub fn replay(found: &CellResult) -> CellResult {
     let artifact = found.artifact.as_ref().expect("an artifact");
-    cell(&[
-        "replay".into(),
-        "--scenario".into(),
-        found.scenario.clone(),
-        "--variant".into(),
-        found.variant.clone(),
-        artifact.display().to_string(),
-    ])
+    cell(&CellCommand::replay(
+        &found.scenario,
+        &found.variant,
+        artifact,
+    ))
 }
