@@ -355,8 +355,13 @@ impl<T: Transport> Client<T> {
     ///
     /// **From a handler** (on a stream's reader task), `close` cannot wait
     /// for the task it runs on: it closes everything and waits for every
-    /// *other* task; the calling reader exits as soon as the handler
-    /// returns, without delivering another event.
+    /// *other* task, except other readers whose handlers are in `close()`
+    /// at the same time (two such calls would wait for each other: each
+    /// returns after the rest of the drain, and a `close()` from outside
+    /// waits for them all); the calling reader exits as soon as the handler
+    /// returns, without delivering another event. This holds for the
+    /// handler of a stream taken out by
+    /// [`close_workspace_stream`](Self::close_workspace_stream) too.
     pub async fn close(&self) {
         let shared = &*self.shared;
         let streams: Vec<Arc<StreamInner>> = {
@@ -382,6 +387,7 @@ impl<T: Transport> Client<T> {
                 // Park the stream in `retired` first, so that a close() from
                 // outside still finds it and waits for the reader's real exit.
                 shared.state.lock().retired.push(own.clone());
+                shared.probe.closing_from_handler();
                 own.release_reader(&shared.tasks);
                 shared.tasks.wait().await;
             } else {

@@ -89,6 +89,15 @@ pub enum Error {
     #[error("workspace stream transport error: {0}")]
     Transport(String),
 
+    /// The stream's [`Handler`](crate::Handler) panicked; the stream was
+    /// closed and cleaned up (a [`StreamManager`](crate::StreamManager)
+    /// reconnects). Fix the handler: a panic is a bug in it.
+    #[error("the workspace stream's handler panicked: {message}")]
+    HandlerPanicked {
+        /// The panic's message, if it was a string.
+        message: String,
+    },
+
     /// The configured instance id cannot be sent in an HTTP header (it holds
     /// a control character). Fix the configuration; retrying will not help.
     #[error(

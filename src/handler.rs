@@ -47,6 +47,16 @@ pub enum Skipped {
 /// handlers bounded in time (a handler that never returns makes `close()`
 /// wait forever); hand long work to a task of your own.
 ///
+/// A handler that panics ends its stream, as a broken connection would:
+/// the panic is caught on the reader task, the stream is closed and
+/// forgotten by the client (a new `stream_workspace` can succeed), its
+/// writer exits, [`done`](crate::WorkspaceStream::done) and
+/// [`wait`](crate::WorkspaceStream::wait) resolve, `wait` reporting
+/// `StreamEnd::Failed` with [`Error::HandlerPanicked`](crate::Error::HandlerPanicked),
+/// input methods fail `StreamClosed`, and a
+/// [`StreamManager`](crate::StreamManager) reconnects. The handler is not
+/// called again.
+///
 /// Any `FnMut(Event) -> impl Future<Output = ()>` closure is a handler:
 /// ```
 /// # use wsdrain::{Event, Handler};

@@ -6,10 +6,10 @@ use std::time::Duration;
 use futures_util::future::{Either, select};
 
 use crate::client::Client;
-use crate::handler::Handler;
+use crate::handler::{Event, Handler};
 use crate::probe::{Probe, Role, Ticket};
-use crate::sync::unchecked::{SetOnce, StatCounter};
-use crate::sync::{Arc, CloseSignal, Mutex, WaitGroup, jitter, sleep, spawn};
+use crate::sync::unchecked::{SetOnce, StatCounter, TaskSlot};
+use crate::sync::{Arc, CloseSignal, Mutex, WaitGroup, current_task, jitter, sleep, spawn};
 use crate::transport::Transport;
 use crate::{Error, StreamEnd};
 
@@ -88,6 +88,24 @@ struct ManagerShared {
     connects: StatCounter,
     /// Set by the supervisor as it exits; read by the user.
     gave_up: SetOnce<Error>,
+    /// The reader task of the managed stream whose handler ran last, so that
+    /// `wait()` can tell it is called from a handler (it would wait for
+    /// itself).
+    handler_task: TaskSlot,
+}
+
+/// The handler of a managed stream: records which task runs it, then runs
+/// the caller's handler.
+struct Managed<H> {
+    inner: H,
+    shared: Arc<ManagerShared>,
+}
+
+impl<H: Handler> Handler for Managed<H> {
+    async fn handle(&mut self, event: Event) {
+        self.shared.handler_task.set(current_task());
+        self.inner.handle(event).await;
+    }
 }
 
 /// Counts a manager task out of the probe and the wait group, even on panic.
@@ -125,6 +143,7 @@ impl StreamManager {
             bugs: client.bugs(),
             connects: StatCounter::new(),
             gave_up: SetOnce::new(),
+            handler_task: TaskSlot::new(),
         });
         // Counted before the task exists, so a wait() right after start
         // covers it.
@@ -149,11 +168,28 @@ impl StreamManager {
 
     /// Stop (if not yet asked) and wait until every task the manager spawned,
     /// and every stream task it started, has exited.
+    ///
+    /// **From a managed stream's handler** it cannot wait: the manager waits
+    /// for that stream's reader, which is running the handler. There it stops
+    /// the manager, logs a warning and returns at once, without the drain
+    /// (which completes after the handler returns); a `wait()` from outside
+    /// still drains everything.
     pub async fn wait(&self) {
         self.shared.wait_requested.close();
+        if self.called_from_handler() {
+            tracing::warn!(
+                "StreamManager::wait() called from a managed stream's handler: \
+                 it cannot wait for its own task; stopping without waiting"
+            );
+            return;
+        }
         self.shared.wg.wait().await;
         crate::trace_point!("StreamManager::wait() returns");
         self.shared.probe.barrier_returned("wait()");
+    }
+
+    fn called_from_handler(&self) -> bool {
+        self.shared.handler_task.holds(current_task())
     }
 
     /// Manager tasks (supervisor, merger) not yet exited.
@@ -235,7 +271,11 @@ async fn supervise<T, F, H>(
     let mut backoff = config.initial_backoff;
     let mut failures = 0u32;
     while !stop.is_closed() {
-        match client.stream_workspace(make_handler()).await {
+        let handler = Managed {
+            inner: make_handler(),
+            shared: shared.clone(),
+        };
+        match client.stream_workspace(handler).await {
             Ok(stream) => {
                 shared.connects.increment();
                 failures = 0;

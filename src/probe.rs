@@ -54,6 +54,19 @@ pub enum Oracle {
     /// A barrier never returned: the checker found a deadlock, or an
     /// execution did not terminate.
     Liveness,
+    /// A stream that ended (by any cause) is still known to the client, or
+    /// its `done()`/`wait()` do not resolve, or it blocks a new stream.
+    /// Judged by the harness (loom-tests).
+    NoZombie,
+    /// A stream's `wait()` was not ready when `Client::close()` returned.
+    /// Judged by the harness.
+    ReadyAtBarrier,
+    /// An input method's answer lied: a message refused was delivered, or
+    /// messages were delivered out of order. Judged by the harness.
+    InputHonesty,
+    /// A managed stream ended (not by `stop()`) and the manager neither
+    /// reconnected nor said why not. Judged by the harness.
+    ManagerPromise,
 }
 
 impl Oracle {
@@ -65,6 +78,10 @@ impl Oracle {
             Oracle::Identity => "identity",
             Oracle::WaitGroupMisuse => "waitgroup-misuse",
             Oracle::Liveness => "liveness",
+            Oracle::NoZombie => "no-zombie",
+            Oracle::ReadyAtBarrier => "ready-at-barrier",
+            Oracle::InputHonesty => "input-honesty",
+            Oracle::ManagerPromise => "manager-promise",
         }
     }
 
@@ -77,6 +94,10 @@ impl Oracle {
             Oracle::Identity,
             Oracle::WaitGroupMisuse,
             Oracle::Liveness,
+            Oracle::NoZombie,
+            Oracle::ReadyAtBarrier,
+            Oracle::InputHonesty,
+            Oracle::ManagerPromise,
         ] {
             if message.contains(&format!("oracle[{}]", oracle.name())) {
                 return Some(oracle);
@@ -207,9 +228,17 @@ impl Probe {
         self.live.fetch_sub(1, Ordering::Release);
     }
 
+    /// The calling task (a reader) runs `Client::close()` from its handler.
+    #[inline]
+    pub fn closing_from_handler(&self) {
+        #[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
+        self.oracles.closing_from_handler();
+    }
+
     /// A drain barrier (`what`, e.g. "close()") returned. Every task must
-    /// have exited, except the calling task itself when the barrier ran on
-    /// it (close from a handler).
+    /// have exited, except, when the barrier ran on a task of its own (close
+    /// from a handler), that task and the readers whose handlers are in
+    /// `close()` too (two such closes cannot wait for each other).
     #[inline]
     pub fn barrier_returned(&self, what: &'static str) {
         #[cfg(any(debug_assertions, test, wsdrain_loom, wsdrain_shuttle))]
@@ -273,6 +302,8 @@ mod oracles {
         role: Role,
         stream: Option<u64>,
         task: Option<TaskId>,
+        /// Running `Client::close()` from its handler (a reader).
+        closing: bool,
     }
 
     impl fmt::Display for LiveTask {
@@ -320,6 +351,7 @@ mod oracles {
                 role,
                 stream,
                 task: None,
+                closing: false,
             };
             let late = state
                 .barrier
@@ -348,14 +380,22 @@ mod oracles {
             self.state().live.retain(|t| t.ticket != ticket);
         }
 
+        pub(super) fn closing_from_handler(&self) {
+            let me = current_task();
+            if let Some(task) = self.state().live.iter_mut().find(|t| t.task == me) {
+                task.closing = true;
+            }
+        }
+
         pub(super) fn barrier_returned(&self, what: &'static str) {
             let me = current_task();
             let mut state = self.state();
             state.barrier = Some(what);
+            let on_own_task = me.is_some() && state.live.iter().any(|t| t.task == me);
             let alive: Vec<String> = state
                 .live
                 .iter()
-                .filter(|t| me.is_none() || t.task != me)
+                .filter(|t| !on_own_task || (t.task != me && !t.closing))
                 .map(|t| t.to_string())
                 .collect();
             drop(state);

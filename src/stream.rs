@@ -1,9 +1,11 @@
 //! A workspace stream: its handle, its shared state and its two tasks.
 
 use std::future::{Future, poll_fn};
+use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::task::Poll;
 
+use futures_util::FutureExt;
 use futures_util::future::{Either, select};
 
 use crate::client::Shared;
@@ -270,36 +272,70 @@ pub(crate) fn start_tasks<T: Transport, H: Handler>(
 async fn run_reader<T: Transport, H: Handler>(
     shared: &Arc<Shared<T>>,
     stream: &Arc<StreamInner>,
-    mut reader: T::Reader,
+    reader: T::Reader,
     mut handler: H,
 ) {
     stream.reader_task.set(current_task());
+    // The exit cleanup runs in a guard, so that it runs however the reader
+    // ends, unwinding included: as plain code after the loop, a panic
+    // skipped it and left a zombie (published, never closed, writer parked).
+    let mut exit = ReaderExit {
+        shared,
+        stream,
+        closed_here: false,
+    };
+    // Declared after the guard, so dropped (connection closed) before it runs.
+    let mut reader = reader;
     let end = read_loop(stream, &mut reader, &mut handler).await;
     drop(reader);
     tracing::debug!(stream = stream.id, ?end, "workspace stream reader exiting");
     // Closed by this side: whoever closed the signal closes the input queue
-    // too (`StreamInner::close`), so the close below would only repeat it.
+    // too (`StreamInner::close`), so the guard's close would only repeat it.
     // Skipping it keeps two lock steps out of every reader's exit, which the
     // model checkers would interleave with everything else.
-    let closed_here = matches!(end, StreamEnd::Closed);
+    exit.closed_here = matches!(end, StreamEnd::Closed);
     stream.finish(end);
+}
 
-    // Exit cleanup: unpublish this stream, but only if it is still the
-    // client's current one (a newer stream may have replaced it).
-    {
-        let mut state = shared.state.lock();
-        let ours = state
-            .current
-            .as_ref()
-            .is_some_and(|current| Arc::ptr_eq(current, stream));
-        if (ours || bug!(shared, CleanupClobber))
-            && let Some(cleared) = state.current.take()
-        {
-            shared.probe.cleared_by_reader(stream.id, cleared.id);
+/// The reader's exit cleanup: unpublish its stream (only if it is still the
+/// client's current one: a newer stream may have replaced it) and close it.
+struct ReaderExit<'a, T> {
+    shared: &'a Arc<Shared<T>>,
+    stream: &'a Arc<StreamInner>,
+    /// The reader saw the stream closed by this side (see `run_reader`).
+    closed_here: bool,
+}
+
+impl<T> Drop for ReaderExit<'_, T> {
+    fn drop(&mut self) {
+        let (shared, stream) = (self.shared, self.stream);
+        // Only if the reader did not get to say how the stream ended: it
+        // unwound, or its task was dropped (its runtime shut down).
+        if stream.end.get().is_none() {
+            let cause = if std::thread::panicking() {
+                Error::HandlerPanicked {
+                    message: "the reader task unwound".into(),
+                }
+            } else {
+                Error::Transport("the reader task was dropped (its runtime shut down?)".into())
+            };
+            stream.finish(StreamEnd::Failed(PlainArc::new(cause)));
         }
-    }
-    if !closed_here {
-        stream.close_as(shared);
+        {
+            let mut state = shared.state.lock();
+            let ours = state
+                .current
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, stream));
+            if (ours || bug!(shared, CleanupClobber))
+                && let Some(cleared) = state.current.take()
+            {
+                shared.probe.cleared_by_reader(stream.id, cleared.id);
+            }
+        }
+        if !self.closed_here {
+            stream.close_as(shared);
+        }
     }
 }
 
@@ -357,13 +393,35 @@ async fn read_loop<R: FrameReader, H: Handler>(
             }
         };
         crate::trace_point!("handler called");
-        handler.handle(event).await;
+        // A panicking handler ends the stream `Failed(HandlerPanicked)`, like
+        // a broken connection: the cleanup runs, `wait()` says why, a manager
+        // reconnects. Unwind-safe to assert: the handler is never called
+        // again, so nothing it left half-done is observed.
+        // The call itself is inside too: a closure handler may panic
+        // before it returns its future.
+        if let Err(payload) = AssertUnwindSafe(async { handler.handle(event).await })
+            .catch_unwind()
+            .await
+        {
+            let message = panic_message(&*payload);
+            tracing::error!(stream = stream.id, %message, "handler panicked; closing the stream");
+            return StreamEnd::Failed(PlainArc::new(Error::HandlerPanicked { message }));
+        }
     }
 }
 
 /// Most queued messages the writer takes per wake-up: it feeds them all
 /// and flushes once. The queue's capacity bounds it too.
 const WRITE_BATCH: usize = 64;
+
+/// The text of a panic's payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic payload that is not a string)".to_owned())
+}
 
 async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
     let mut batch = Vec::new();

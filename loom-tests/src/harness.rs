@@ -103,6 +103,12 @@ pub fn install_panic_hook() {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let (oracle, message) = payload_failure(info.payload());
+            // An injected fault, not a failure: the client catches it (or
+            // the task ends, as under tokio).
+            if message.contains(wsdrain::transport::INJECTED_PANIC) {
+                return;
+            }
+            let message = crate::oracles::explain(message);
             let mut first = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner());
             let is_first = first.is_none();
             if is_first {
@@ -281,6 +287,7 @@ fn run(
             listing,
         } = captured.unwrap_or_else(|| {
             let (oracle, message) = payload_failure(&*payload);
+            let message = crate::oracles::explain(message);
             Captured {
                 oracle,
                 message,
@@ -379,6 +386,7 @@ fn run_checker(strategy: &Strategy, body: impl Fn() + Send + Sync + 'static) -> 
     let mut config = Config::new();
     config.failure_persistence = FailurePersistence::File(Some(dir.clone()));
     config.silence_warnings = true;
+    quiet_injected_panics(&config);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match *strategy {
         Strategy::Pct {
             depth,
@@ -400,6 +408,29 @@ fn run_checker(strategy: &Strategy, body: impl Fn() + Send + Sync + 'static) -> 
         None
     };
     (result, artifact, false)
+}
+
+/// shuttle's panic hook (installed by its first run) saves a failing
+/// schedule for every panic, caught or not; an injected handler panic is
+/// caught by the client and is no failure. So: run shuttle once, with this
+/// process's settings, to install its hook, then wrap it to skip injected
+/// panics.
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+fn quiet_injected_panics(config: &shuttle::Config) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        shuttle::Runner::new(
+            shuttle::scheduler::RandomScheduler::new_from_seed(0, 1),
+            config.clone(),
+        )
+        .run(|| {});
+        let inner = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !payload_text(info.payload()).contains(wsdrain::transport::INJECTED_PANIC) {
+                inner(info);
+            }
+        }));
+    });
 }
 
 #[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
@@ -444,6 +475,10 @@ fn replay_checker(
     artifact: &Path,
     body: impl Fn() + Send + Sync + 'static,
 ) -> std::thread::Result<()> {
+    let mut config = shuttle::Config::new();
+    config.failure_persistence = shuttle::FailurePersistence::File(Some(schedule_dir()));
+    config.silence_warnings = true;
+    quiet_injected_panics(&config);
     let artifact = artifact.to_owned();
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         shuttle::replay_from_file(body, artifact)

@@ -1,4 +1,4 @@
-//! The model-checking harness of wsdrain: scenarios S1-S8 over the real
+//! The model-checking harness of wsdrain: scenarios S1-S11 over the real
 //! client, run under loom (exhaustive within a preemption bound) or shuttle
 //! (PCT, random), with the bug catalog H1-H8 switchable per run.
 //!
@@ -16,8 +16,11 @@ compile_error!(
 
 pub mod cell;
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+mod fault_scenarios;
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 pub mod harness;
 pub mod listing;
+pub mod oracles;
 pub mod scenarios;
 
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]

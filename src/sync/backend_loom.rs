@@ -30,7 +30,9 @@ pub fn spawn<F>(future: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    drop(loom::thread::spawn(move || loom::future::block_on(future)));
+    drop(loom::thread::spawn(move || {
+        loom::future::block_on(super::task_body(future))
+    }));
 }
 
 /// Spawn a thread of the model itself (a scenario's concurrent caller).

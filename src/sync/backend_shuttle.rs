@@ -27,7 +27,7 @@ pub fn spawn<F>(future: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    drop(shuttle::future::spawn(future));
+    drop(shuttle::future::spawn(super::task_body(future)));
 }
 
 /// Spawn a thread of the model itself (a scenario's concurrent caller).

@@ -58,3 +58,24 @@ pub use wait_group::{Wait, WaitGroup};
 
 /// The name of the backend this build uses: `"std"`, `"loom"` or `"shuttle"`.
 pub const BACKEND: &str = backend::NAME;
+
+/// A spawned task's body under the checkers, ending the way a tokio task
+/// does when it panics with an injected fault
+/// ([`Fault::HandlerPanic`](crate::transport::Fault::HandlerPanic)): the
+/// task just ends (tokio catches a task's panic), so the model sees what
+/// the client does about it. Any other panic still fails the execution.
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+pub(crate) async fn task_body<F: std::future::Future<Output = ()>>(future: F) {
+    use futures_util::FutureExt;
+    if let Err(payload) = std::panic::AssertUnwindSafe(future).catch_unwind().await {
+        let injected = payload
+            .downcast_ref::<String>()
+            .is_some_and(|m| m.contains(crate::transport::INJECTED_PANIC))
+            || payload
+                .downcast_ref::<&str>()
+                .is_some_and(|m| m.contains(crate::transport::INJECTED_PANIC));
+        if !injected {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}

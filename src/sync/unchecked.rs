@@ -102,6 +102,30 @@ impl<T> SetOnce<T> {
 /// nothing to explore, and a public type must not change with the backend.
 pub type PlainArc<T> = std::sync::Arc<T>;
 
+/// The task that last ran a managed stream's handler, so that
+/// `StreamManager::wait()` can tell it is called from one (it would wait
+/// for itself). Written and read by that task itself before it can call
+/// `wait()`: never a point the checkers need to explore.
+#[derive(Debug, Default)]
+pub struct TaskSlot(std::sync::Mutex<Option<super::TaskId>>);
+
+impl TaskSlot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Record `task`.
+    pub fn set(&self, task: Option<super::TaskId>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = task;
+    }
+
+    /// Whether `task` is the one recorded.
+    pub fn holds(&self, task: Option<super::TaskId>) -> bool {
+        task.is_some() && *self.0.lock().unwrap_or_else(|p| p.into_inner()) == task
+    }
+}
+
 #[cfg(all(test, not(any(wsdrain_loom, wsdrain_shuttle))))]
 mod tests {
     use super::*;

@@ -16,11 +16,16 @@
 //! loom and shuttle every task runs on one OS thread: a switch inside a
 //! `std` critical section would deadlock it).
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsize};
 use std::sync::{Mutex as StdMutex, MutexGuard as StdMutexGuard};
 
+use futures_util::future::{Either, select};
+
 use super::{Frame, FrameReader, FrameWriter, Received, ServerEnd, Target, Transport, Utf8Bytes};
+use crate::handler::{Event, Handler};
 use crate::protocol::{Envelope, Message};
 use crate::sync::{Arc, CloseSignal, Queue};
 use crate::{Error, Result};
@@ -31,6 +36,54 @@ enum Down {
     Frame(Frame),
     /// A close: the reader sees the end of the stream, with this end.
     Close(ServerEnd),
+}
+
+/// The payload of every panic a [`Fault::HandlerPanic`] causes, so that a
+/// harness can tell an injected panic from a failure.
+pub const INJECTED_PANIC: &str = "wsdrain injected fault: the handler panics";
+
+/// A fault the in-memory world can inject, each one a step the model
+/// checkers interleave with the client's own (no timers). Inject with
+/// [`MemoryTransport::inject`]. Each variant states the outcome the client
+/// promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The next dial is refused. Expected: that `stream_workspace` fails
+    /// `ConnectionRefused`, starts no task, and a later one can succeed.
+    DialError,
+    /// The next dial never completes on its own: it hangs until
+    /// [`Fault::ConnectTimeout`] fires, then fails `HandshakeTimeout`.
+    /// Expected: `close()` meanwhile does not wait for it; the dial then
+    /// fails (or is refused `ClosedDuringDial`) and starts no task.
+    DialHang,
+    /// The connect timeout fires (for a dial held by [`Fault::DialHang`],
+    /// now or when it comes).
+    ConnectTimeout,
+    /// The client's sends on the newest connection fail from now on.
+    /// Expected: the stream ends `Failed(Transport)` and is forgotten; input
+    /// not sent is discarded.
+    SendError,
+    /// The client's receive on the newest connection fails (the write side
+    /// stays up). Expected: the stream ends `Failed(Transport)`, forgotten.
+    RecvError,
+    /// The server stops reading the newest connection (a full window): the
+    /// client's sends block. Expected: the stream stays up; `close()` still
+    /// returns (the writer abandons the blocked send).
+    StopReading,
+    /// The server closes its sending side normally and keeps reading.
+    /// Expected: the stream ends `ServerClosed`, forgotten.
+    HalfClose,
+    /// The next event reaches a handler made by
+    /// [`MemoryTransport::faulty_handler`] as a panic. Expected: the stream
+    /// ends `Failed(HandlerPanicked)` and is forgotten; a manager reconnects.
+    HandlerPanic,
+    /// The futures run through [`MemoryTransport::cancellable`] are dropped
+    /// at the await point they are parked at. Expected: a cancelled
+    /// `stream_workspace` leaves no task and no open connection behind; a
+    /// cancelled `close()` leaves the stream closing, and a later `close()`
+    /// still drains.
+    Cancel,
 }
 
 #[derive(Debug)]
@@ -46,6 +99,12 @@ struct Conn {
     /// Client halves still alive; the connection is open while > 0. Plain
     /// std atomics: this is bookkeeping for oracles, not client sync.
     client_halves: StdAtomicUsize,
+    /// [`Fault::SendError`]: the client's sends fail.
+    send_fails: StdAtomicBool,
+    /// [`Fault::StopReading`]: the client's sends block until the
+    /// connection is dropped (`stall` fires then).
+    stalled: StdAtomicBool,
+    stall: CloseSignal,
 }
 
 /// The server side of one in-memory connection.
@@ -64,6 +123,10 @@ struct Server {
     /// Discard what the client writes instead of queueing it for `recv`.
     sink: bool,
     conns: Vec<ServerConn>,
+    /// [`Fault::DialError`]s and [`Fault::DialHang`]s armed for the next dials.
+    dial_faults: std::collections::VecDeque<Fault>,
+    /// [`Fault::HandlerPanic`]s armed for the next events.
+    panics_armed: usize,
 }
 
 /// Holds dials in flight until released, so a test can act while a
@@ -94,6 +157,14 @@ pub struct MemoryTransport {
     /// every facade step costs the model checkers state space).
     accepted: Option<CloseSignal>,
     gate: Option<DialGate>,
+    /// [`Fault::ConnectTimeout`] and [`Fault::Cancel`] (shared by clones).
+    timers: Arc<FaultSignals>,
+}
+
+#[derive(Debug, Default)]
+struct FaultSignals {
+    connect_timeout: CloseSignal,
+    cancel: CloseSignal,
 }
 
 impl Default for MemoryTransport {
@@ -113,9 +184,12 @@ impl MemoryTransport {
                 capacity: 64,
                 sink: false,
                 conns: Vec::new(),
+                dial_faults: Default::default(),
+                panics_armed: 0,
             })),
             accepted: None,
             gate: None,
+            timers: Arc::default(),
         }
     }
 
@@ -189,13 +263,97 @@ impl MemoryTransport {
         self.server().conns.clone()
     }
 
+    /// Inject `fault` (see [`Fault`] for what each does and the outcome the
+    /// client promises). Connection faults apply to the newest connection
+    /// and do nothing when there is none.
+    pub fn inject(&self, fault: Fault) {
+        match fault {
+            Fault::DialError | Fault::DialHang => {
+                self.server().dial_faults.push_back(fault);
+            }
+            Fault::ConnectTimeout => {
+                self.timers.connect_timeout.close();
+            }
+            Fault::Cancel => {
+                self.timers.cancel.close();
+            }
+            Fault::HandlerPanic => self.server().panics_armed += 1,
+            Fault::SendError | Fault::RecvError | Fault::StopReading | Fault::HalfClose => {
+                let newest = self.server().conns.last().cloned();
+                if let Some(conn) = newest {
+                    conn.inject(fault);
+                }
+            }
+        }
+    }
+
+    /// `inner`, made to panic (with [`INJECTED_PANIC`]) on an event that
+    /// arrives while a [`Fault::HandlerPanic`] is armed.
+    pub fn faulty_handler<H: Handler>(&self, inner: H) -> FaultyHandler<H> {
+        FaultyHandler {
+            server: self.server.clone(),
+            inner,
+        }
+    }
+
+    /// Run `future` unless [`Fault::Cancel`] fires first, in which case it
+    /// is dropped where it is parked and `None` is returned.
+    pub async fn cancellable<F: Future>(&self, future: F) -> Option<F::Output> {
+        match select(pin!(future), pin!(self.timers.cancel.closed())).await {
+            Either::Left((output, _)) => Some(output),
+            Either::Right(((), _)) => None,
+        }
+    }
+
     /// How many accepted connections the client still holds open.
     pub fn open_connections(&self) -> usize {
         self.server().conns.iter().filter(|c| c.is_open()).count()
     }
 }
 
+/// A handler that panics when a [`Fault::HandlerPanic`] is armed
+/// ([`MemoryTransport::faulty_handler`]).
+#[derive(Debug)]
+pub struct FaultyHandler<H> {
+    server: Arc<StdMutex<Server>>,
+    inner: H,
+}
+
+impl<H: Handler> Handler for FaultyHandler<H> {
+    async fn handle(&mut self, event: Event) {
+        let armed = {
+            let mut server = self.server.lock().unwrap_or_else(|p| p.into_inner());
+            let armed = server.panics_armed > 0;
+            server.panics_armed = server.panics_armed.saturating_sub(1);
+            armed
+        };
+        if armed {
+            panic!("{INJECTED_PANIC}");
+        }
+        self.inner.handle(event).await;
+    }
+}
+
 impl ServerConn {
+    /// Inject a connection fault ([`Fault::SendError`],
+    /// [`Fault::RecvError`], [`Fault::StopReading`], [`Fault::HalfClose`]);
+    /// other faults are the transport's ([`MemoryTransport::inject`]).
+    pub fn inject(&self, fault: Fault) {
+        match fault {
+            Fault::SendError => self.conn.send_fails.store(true, SeqCst),
+            Fault::RecvError => {
+                // Only the read side fails: the reader sees a reset.
+                self.conn.reset.store(true, SeqCst);
+                self.conn.down.close();
+            }
+            Fault::StopReading => self.conn.stalled.store(true, SeqCst),
+            Fault::HalfClose => {
+                self.close();
+            }
+            _ => {}
+        }
+    }
+
     /// Accept-order number of this connection, from 1.
     pub fn id(&self) -> u64 {
         self.conn.id
@@ -243,6 +401,7 @@ impl ServerConn {
         if let Some(up) = &self.conn.up {
             up.close();
         }
+        self.conn.stall.close();
     }
 
     /// The next text frame the client wrote, waiting for it; `None` once the
@@ -282,6 +441,21 @@ impl Transport for MemoryTransport {
             gate.entered.close();
             gate.release.closed().await;
         }
+        let fault = self.server().dial_faults.pop_front();
+        match fault {
+            Some(Fault::DialError) => {
+                return Err(Error::ConnectionRefused {
+                    addr: target.url.clone(),
+                });
+            }
+            Some(Fault::DialHang) => {
+                // The timer is a choice the checkers explore: whoever fires
+                // `ConnectTimeout` decides when this dial gives up.
+                self.timers.connect_timeout.closed().await;
+                return Err(Error::HandshakeTimeout(target.connect_timeout));
+            }
+            _ => {}
+        }
         let mut server = self.server();
         if server.token.is_some() && server.token != target.token {
             return Err(Error::Unauthorized);
@@ -309,6 +483,9 @@ impl Transport for MemoryTransport {
             reset: StdAtomicBool::new(false),
             reader_gone: StdAtomicBool::new(false),
             client_halves: StdAtomicUsize::new(2),
+            send_fails: StdAtomicBool::new(false),
+            stalled: StdAtomicBool::new(false),
+            stall: CloseSignal::new(),
         });
         server.conns.push(ServerConn { conn: conn.clone() });
         drop(server);
@@ -357,6 +534,15 @@ impl FrameWriter for MemoryWriter {
     /// Straight into the upward queue (the server sees it at once): the
     /// queue is the connection, there is no buffer to flush.
     async fn feed(&mut self, text: String) -> Result<()> {
+        if self.conn.send_fails.load(SeqCst) {
+            return Err(Error::Transport("injected send error".into()));
+        }
+        if self.conn.stalled.load(SeqCst) {
+            // The peer reads nothing: the send completes never, or fails
+            // when the connection is dropped.
+            self.conn.stall.closed().await;
+            return Err(Error::Transport("connection reset by peer".into()));
+        }
         match &self.conn.up {
             Some(up) => up
                 .send(text)

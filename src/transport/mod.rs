@@ -18,7 +18,7 @@ use std::future::Future;
 use std::time::Duration;
 
 #[doc(hidden)]
-pub use memory::{DialGate, MemoryTransport, ServerConn};
+pub use memory::{DialGate, Fault, FaultyHandler, INJECTED_PANIC, MemoryTransport, ServerConn};
 pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub use ws::WsTransport;
 

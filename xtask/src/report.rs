@@ -426,6 +426,10 @@ fn short(oracle: Option<Oracle>) -> &'static str {
         Some(Oracle::Identity) => "identity",
         Some(Oracle::WaitGroupMisuse) => "wg-misuse",
         Some(Oracle::Liveness) => "liveness",
+        Some(Oracle::NoZombie) => "zombie",
+        Some(Oracle::ReadyAtBarrier) => "not-ready",
+        Some(Oracle::InputHonesty) => "input",
+        Some(Oracle::ManagerPromise) => "mgr-promise",
         // An oracle this report does not know yet, or an unexpected panic.
         Some(_) | None => "panic",
     }
