@@ -108,7 +108,7 @@ pub fn install_panic_hook() {
             if message.contains(wsdrain::transport::INJECTED_PANIC) {
                 return;
             }
-            let message = crate::oracles::explain(message);
+            let (oracle, message) = crate::oracles::explain(oracle, message);
             let mut first = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner());
             let is_first = first.is_none();
             if is_first {
@@ -287,7 +287,7 @@ fn run(
             listing,
         } = captured.unwrap_or_else(|| {
             let (oracle, message) = payload_failure(&*payload);
-            let message = crate::oracles::explain(message);
+            let (oracle, message) = crate::oracles::explain(oracle, message);
             Captured {
                 oracle,
                 message,

@@ -40,16 +40,19 @@ pub fn expecting<T>(oracle: Oracle, what: &str, wait: impl FnOnce() -> T) -> T {
     out
 }
 
-/// A checker's failure message, named after the promise being waited on
-/// when it is a deadlock there.
-pub fn explain(message: String) -> String {
+/// A checker's failure (its oracle, if typed, and its message), named after
+/// the promise being waited on when it is a deadlock there.
+pub fn explain(oracle: Option<Oracle>, message: String) -> (Option<Oracle>, String) {
     let pending = EXPECTING.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    match (pending, Oracle::classify(&message)) {
-        (Some((oracle, what)), Some(Oracle::Liveness)) => format!(
-            "oracle[{oracle}] violated: {what} never happened (the execution deadlocked waiting \
-             for it: {message})"
+    match (pending, oracle.or_else(|| Oracle::classify(&message))) {
+        (Some((expected, what)), Some(Oracle::Liveness)) => (
+            Some(expected),
+            format!(
+                "oracle[{expected}] violated: {what} never happened (the execution deadlocked \
+                 waiting for it: {message})"
+            ),
         ),
-        _ => message,
+        _ => (oracle, message),
     }
 }
 

@@ -8,22 +8,8 @@
 mod common;
 
 use common::Scenario;
-#[cfg(not(wsdrain_loom))]
-use common::{Bug, Oracle};
 
 #[test]
 fn fixed_client_passes() {
     common::fixed_client_passes(Scenario::S11ManagerWaitFromHandler);
-}
-
-/// shuttle only: under loom S11 runs at bound 0, where H6's race is not
-/// reached (S8 catches H6 under loom).
-#[cfg(not(wsdrain_loom))]
-#[test]
-fn h6_untracked_helper_task_is_caught() {
-    common::bug_is_caught(
-        Scenario::S11ManagerWaitFromHandler,
-        Bug::UntrackedHelperTask,
-        Oracle::DrainBarrier,
-    );
 }

@@ -23,11 +23,16 @@ fn h1_close_no_drain_is_caught() {
     );
 }
 
+/// H7 shows two ways here: as a zombie (the first stream's writer stays
+/// parked and its `wait()` never resolves) when main's input is refused, or,
+/// when that input is queued and wakes the writer (which then sees the
+/// stream closed and exits), as a deadlock of the final `close()`, which
+/// never wakes the second stream's writer.
 #[test]
-fn h7_writer_not_woken_is_caught_as_a_zombie() {
-    common::bug_is_caught(
+fn h7_writer_not_woken_is_caught() {
+    common::bug_is_caught_by_one_of(
         Scenario::S9PanickingHandler,
         Bug::WriterNotWoken,
-        Oracle::NoZombie,
+        &[Oracle::NoZombie, Oracle::Liveness],
     );
 }
