@@ -1,7 +1,7 @@
 //! An in-process agentctl workspace-stream server for the integration tests,
 //! plus small helpers (bounded awaits, a recording handler, dead addresses).
 //!
-//! The server speaks the protocol of `/work/shared/protocol.md` over real
+//! The server speaks the protocol of `docs/protocol.md` over real
 //! TCP and real WebSockets (tokio-tungstenite `accept_hdr_async`): it sends
 //! `connected` first, answers `ping` with `pong`, and records every message
 //! the client sends. Tests drive each accepted connection through a
