@@ -140,21 +140,36 @@ async fn handlers_of_a_retired_and_a_current_stream_close_at_once() {
         .unwrap();
     let retired = client.close_workspace_stream().expect("stream A retired");
 
+    // Stream B's handler parks on its first event too, so that both
+    // handlers are inside their calls before either closes (otherwise A's
+    // close could end B before B's handler ever ran).
+    let (entered_b_tx, entered_b_rx) = oneshot::channel::<()>();
+    let (go_b_tx, go_b_rx) = oneshot::channel::<()>();
+    let parked_b = Arc::new(Mutex::new(Some((entered_b_tx, go_b_rx))));
     let handler_b = {
         let client = client.clone();
         move |_event: Event| {
             let client = client.clone();
             let closed_tx = closed_tx.clone();
+            let parked = parked_b.lock().unwrap().take();
             async move {
-                client.close().await;
-                let _ = closed_tx.send("current");
+                if let Some((entered, go)) = parked {
+                    let _ = entered.send(());
+                    let _ = go.await;
+                    client.close().await;
+                    let _ = closed_tx.send("current");
+                }
             }
         }
     };
     let _b = within(STEP, "stream B", client.stream_workspace(handler_b))
         .await
         .unwrap();
+    within(STEP, "stream B's handler is running", entered_b_rx)
+        .await
+        .unwrap();
     go_tx.send(()).unwrap();
+    go_b_tx.send(()).unwrap();
     let mut returned = vec![
         within(STEP, "a handler's close() returns", closed_rx.recv())
             .await
