@@ -8,11 +8,14 @@
 //! - `cargo xtask test`: every test suite, the model-checking ones included.
 //! - `cargo xtask release-check`: a plain `cargo build --workspace --release`
 //!   must carry no name of the bug catalog (see `release_check`).
+//! - `cargo xtask mutants`: mutation run of the concurrency core, judged
+//!   by the model suites' fixed-client cells (see `mutants`).
 //! - `cargo xtask replay --checker loom --scenario S1 --bug H5 FILE`: replay
 //!   a counterexample.
 
 mod html;
 mod matrix;
+mod mutants;
 mod progress;
 mod release_check;
 mod report;
@@ -51,6 +54,10 @@ enum Command {
         #[arg(long, default_value = "target/wsdrain/verify.json")]
         json: PathBuf,
     },
+    /// Mutation run: apply cargo-mutants' mutants of the concurrency core
+    /// one by one and judge each with the fixed-client cells of the model
+    /// suites; print the kill rate and the survivors.
+    Mutants(mutants::MutantsArgs),
     /// Prove that a plain `cargo build --workspace --release` contains no
     /// name of the bug catalog (binaries, rlibs).
     ReleaseCheck,
@@ -91,6 +98,7 @@ fn main() -> ExitCode {
         }
         Command::Merge { files, json } => matrix::merge(&files, &json),
         Command::Test { no_models } => matrix::test(no_models),
+        Command::Mutants(args) => mutants::run(&args),
         Command::ReleaseCheck => release_check::run(),
         Command::Replay {
             checker,
