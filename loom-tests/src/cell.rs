@@ -147,6 +147,10 @@ pub struct CellResult {
     pub artifact: Option<PathBuf>,
     /// The command that replays it.
     pub replay: Option<String>,
+    /// How many of the executions hit each of the scenario's race windows
+    /// (see [`crate::windows`]), in the scenario's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coverage: Vec<crate::windows::WindowHits>,
 }
 
 impl CellResult {
@@ -168,6 +172,7 @@ impl CellResult {
             listing: None,
             artifact: None,
             replay: None,
+            coverage: Vec::new(),
         }
     }
 

@@ -275,6 +275,7 @@ fn run(
     let body = Box::new(move || {
         EXECUTIONS.fetch_add(1, Ordering::SeqCst);
         scenario.run(bugs);
+        crate::windows::record(scenario);
     });
     let start = Instant::now();
     let (result, artifact, incomplete) = check(body);

@@ -22,6 +22,7 @@ pub mod harness;
 pub mod listing;
 pub mod oracles;
 pub mod scenarios;
+pub mod windows;
 
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 pub use harness::{Failure, Outcome, Strategy, explore, replay};

@@ -11,6 +11,7 @@
 //! - `cargo xtask replay --checker loom --scenario S1 --bug H5 FILE`: replay
 //!   a counterexample.
 
+mod coverage;
 mod html;
 mod matrix;
 mod progress;
