@@ -246,7 +246,7 @@ async fn shutdown_drains_connections_and_shells() {
     let server = start(dir.path(), |c| c).await;
     let mut clients = Vec::new();
     for _ in 0..5 {
-        let (client, stream, mut rx) = connected(&server).await;
+        let (client, stream, rx) = connected(&server).await;
         // A shell is forked on first need: a resize is one.
         stream.resize_shell(100, 30).await.unwrap();
         clients.push((client, stream, rx));
@@ -274,7 +274,7 @@ async fn shutdown_drains_connections_and_shells() {
 async fn client_close_stops_the_shell() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |c| c).await;
-    let (client, stream, mut rx) = connected(&server).await;
+    let (client, stream, _rx) = connected(&server).await;
     assert_eq!(
         server.stats().shells_running,
         0,
