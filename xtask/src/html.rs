@@ -178,15 +178,18 @@ fn coverage(out: &mut String, rows: &[crate::coverage::CoverageRow]) {
             let (class, text) = match hits {
                 None => ("na", "-".to_owned()),
                 Some(h) if h.hits == 0 => ("FAILED", format!("never / {}", h.executions)),
-                Some(h) => (
-                    "pass",
-                    format!(
-                        "{} / {} ({:.1}%)",
-                        h.hits,
-                        h.executions,
-                        100.0 * h.hits as f64 / h.executions.max(1) as f64
-                    ),
-                ),
+                Some(h) => {
+                    let percent = 100.0 * h.hits as f64 / h.executions.max(1) as f64;
+                    let percent = if percent < 0.1 {
+                        "<0.1".to_owned()
+                    } else {
+                        format!("{percent:.1}")
+                    };
+                    (
+                        "pass",
+                        format!("{} / {} ({percent}%)", h.hits, h.executions),
+                    )
+                }
             };
             let _ = write!(out, "<td class=\"{class}\">{}</td>", esc(&text));
         }
