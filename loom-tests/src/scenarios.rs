@@ -791,7 +791,7 @@ pub(crate) mod bodies {
         // fail, back off, retry) racing stop()/wait(). shuttle has no such
         // limit: the first dial connects, the server drops it, and the
         // manager must reconnect (manager-promise); the server drops that
-        // one too, and stop() races the next reconnect.
+        // one too, and stop() races the next (refused) reconnect.
         let loom = crate::cell::Checker::COMPILED == Some(crate::cell::Checker::Loom);
         if !loom && everywhere() {
             return s8_promise(bugs);
@@ -832,12 +832,14 @@ pub(crate) mod bodies {
     }
 
     /// S8 under shuttle: two server drops, the first one's reconnect
-    /// awaited as the manager's promise.
+    /// awaited as the manager's promise; the second one's is refused.
     fn s8_promise(bugs: Bugs) {
         // `connected` tells each managed stream's handler it is live.
+        // Two accepts: the reconnect after the second drop is refused (a
+        // transient failure the manager must retry, not give up on).
         let transport = MemoryTransport::new()
             .with_sink_server()
-            .with_accept_limit(3);
+            .with_accept_limit(2);
         let client = client(&transport, bugs);
         let live = [CloseSignal::new(), CloseSignal::new()];
         let make = {
