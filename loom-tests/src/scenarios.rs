@@ -114,7 +114,9 @@ impl Scenario {
             }
             Scenario::S5CloseVsPendingWrite => {
                 "a sender blocks on a full input queue (capacity 1) with write_shell_input and \
-                 ping while main runs close(); the sender must be released"
+                 ping while main runs close(); the sender must be released, and what the server \
+                 got must be honest. shuttle: first, input queued on the live stream must reach \
+                 the server"
             }
             Scenario::S6DoubleClose => {
                 "two concurrent Client::close calls and a WorkspaceStream::close; each close() \
@@ -126,8 +128,10 @@ impl Scenario {
             }
             Scenario::S8ManagerReconnect => {
                 "the manager's reconnect loop (dial, back off, retry) races stop()/wait(). \
-                 shuttle: the server drops the managed stream and one reconnect succeeds; loom \
-                 (5-thread budget): every dial is refused, so the loop runs without a stream"
+                 shuttle: the server drops the managed stream, the reconnect must come \
+                 (manager-promise), the server drops that one too and stop() races the next, \
+                 refused dial; loom (5-thread budget): every dial is refused, so the loop runs \
+                 without a stream. A manager that gave up must say retries were exhausted"
             }
             Scenario::S9PanickingHandler => {
                 "the handler panics on its first event (injected fault) while main sends input; \
