@@ -56,6 +56,15 @@ pub fn explain(oracle: Option<Oracle>, message: String) -> (Option<Oracle>, Stri
     }
 }
 
+/// Whether S1-S8 check the oracles of issue 10 too (the default: they are
+/// checked in every execution where they apply). `WSDRAIN_ORACLES=before`
+/// judges S1-S8 as before that issue (probe and end-of-execution checks
+/// only): the "before" judge of the mutation run (`cargo xtask mutants`).
+pub fn everywhere() -> bool {
+    static EVERYWHERE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *EVERYWHERE.get_or_init(|| std::env::var("WSDRAIN_ORACLES").as_deref() != Ok("before"))
+}
+
 /// Fail the execution for `oracle`.
 pub fn violated(oracle: Oracle, message: impl std::fmt::Display) -> ! {
     std::panic::panic_any(wsdrain::probe::Violation {
@@ -181,6 +190,20 @@ mod checks {
                     ),
                 );
             }
+        }
+    }
+
+    /// Right after a `Client::close()` from outside returned: every stream
+    /// the execution holds is ready at the barrier (ready-at-barrier) and
+    /// is no zombie (its end is complete: forgotten by the client, `done()`
+    /// fired, input refused). Checked unless [`super::everywhere`] is off.
+    pub fn after_close(client: &Client<MemoryTransport>, streams: &[&WorkspaceStream]) {
+        if !super::everywhere() {
+            return;
+        }
+        ready_at_barrier(streams);
+        for stream in streams {
+            no_zombie(client, stream);
         }
     }
 

@@ -5,6 +5,8 @@
 #![cfg(any(wsdrain_loom, wsdrain_shuttle))]
 
 use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Wake, Waker};
 
 use wsdrain::sync::atomic::{AtomicUsize, Ordering};
 use wsdrain::sync::{Arc, CloseSignal, Queue, WaitGroup, block_on, model_thread};
@@ -158,5 +160,150 @@ fn close_signal_polled_again_while_parked_still_wakes() {
         };
         signal.close();
         waiter.join().unwrap();
+    });
+}
+
+/// A waker that records that it was woken (plain `std`: the models do not
+/// need to see it).
+#[derive(Default)]
+struct Woken(std::sync::atomic::AtomicBool);
+
+impl Wake for Woken {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Woken {
+    fn new() -> (std::sync::Arc<Woken>, Waker) {
+        let woken = std::sync::Arc::new(Woken::default());
+        (woken.clone(), Waker::from(woken))
+    }
+
+    fn was_woken(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A wait polled again by another task (a future moved between tasks, or
+/// polled from a new `select`) must wake that task, not the first one.
+/// (Found by the mutation run: keeping the first waker survived every
+/// scenario, whose futures never change task.)
+#[test]
+fn close_signal_wakes_the_waker_of_the_latest_poll() {
+    // On a thread of its own, next to another step (shuttle's PCT wants
+    // concurrency to explore).
+    model(|| {
+        let body = model_thread(|| {
+            let signal = CloseSignal::new();
+            let (_, first) = Woken::new();
+            let (latest, second) = Woken::new();
+            let mut closed = pin!(signal.closed());
+            assert!(
+                closed
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&first))
+                    .is_pending()
+            );
+            assert!(
+                closed
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&second))
+                    .is_pending()
+            );
+            signal.close();
+            assert!(latest.was_woken(), "the latest poll's waker was not woken");
+        });
+        CloseSignal::new().close();
+        body.join().unwrap();
+    });
+}
+
+/// A wait dropped before the close takes its waker out: a loop that
+/// selects on `closed()` must not grow the signal's waiter list. (Found by
+/// the mutation run: a drop that leaves the waker parked survived every
+/// scenario; it costs memory, not behaviour.)
+#[test]
+fn a_dropped_wait_leaves_no_waker_behind() {
+    // On a thread of its own, next to another step (shuttle's PCT wants
+    // concurrency to explore).
+    model(|| {
+        let body = model_thread(|| {
+            let signal = CloseSignal::new();
+            let (_, waker) = Woken::new();
+            for _ in 0..3 {
+                let mut closed = pin!(signal.closed());
+                assert!(
+                    closed
+                        .as_mut()
+                        .poll(&mut Context::from_waker(&waker))
+                        .is_pending()
+                );
+            }
+            assert_eq!(signal.parked(), 0, "dropped waits left their wakers parked");
+        });
+        CloseSignal::new().close();
+        body.join().unwrap();
+    });
+}
+
+/// A registered wait that is dropped (cancelled) takes itself out of the
+/// group. (Found by the mutation run: a drop that stays registered
+/// survived every scenario, none of which cancels a wait.)
+#[test]
+fn a_cancelled_wait_group_wait_unregisters() {
+    // On a thread of its own, next to another step (shuttle's PCT wants
+    // concurrency to explore).
+    model(|| {
+        let body = model_thread(|| {
+            let wg = WaitGroup::new();
+            wg.add(1);
+            let (_, waker) = Woken::new();
+            {
+                let mut wait = pin!(wg.wait());
+                assert!(
+                    wait.as_mut()
+                        .poll(&mut Context::from_waker(&waker))
+                        .is_pending()
+                );
+                assert_eq!(wg.waiting(), 1);
+            }
+            assert_eq!(wg.waiting(), 0, "a cancelled wait stayed registered");
+            wg.done();
+        });
+        CloseSignal::new().close();
+        body.join().unwrap();
+    });
+}
+
+/// A wait released (the counter reached zero) and dropped before it was
+/// polled again leaves the group sound: it is reused as usual. (Found by
+/// the mutation run: a drop that took out a released waiter survived.)
+#[test]
+fn a_wait_dropped_after_its_release_leaves_the_group_sound() {
+    // On a thread of its own, next to another step (shuttle's PCT wants
+    // concurrency to explore).
+    model(|| {
+        let body = model_thread(|| {
+            let wg = WaitGroup::new();
+            wg.add(1);
+            let (woken, waker) = Woken::new();
+            {
+                let mut wait = pin!(wg.wait());
+                assert!(
+                    wait.as_mut()
+                        .poll(&mut Context::from_waker(&waker))
+                        .is_pending()
+                );
+                wg.done();
+                assert!(woken.was_woken(), "the release wakes the waiter");
+            }
+            assert_eq!((wg.count(), wg.waiting()), (0, 0));
+            wg.add(1);
+            wg.done();
+            block_on(wg.wait());
+        });
+        CloseSignal::new().close();
+        body.join().unwrap();
     });
 }

@@ -82,6 +82,13 @@ impl CloseSignal {
         self.inner.closed.load(Ordering::Acquire)
     }
 
+    /// Wakers parked now (for the facade's tests: a dropped wait must take
+    /// its waker out).
+    #[doc(hidden)]
+    pub fn parked(&self) -> usize {
+        self.inner.state.lock().waiters.len()
+    }
+
     /// Resolves once the signal is closed (at once if it already is).
     pub fn closed(&self) -> Closed<'_> {
         Closed {

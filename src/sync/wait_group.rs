@@ -179,6 +179,13 @@ impl WaitGroup {
         counter(self.state.load(Ordering::Acquire))
     }
 
+    /// Waiters registered now (for the facade's tests: a dropped wait must
+    /// take itself out; racy by nature).
+    #[doc(hidden)]
+    pub fn waiting(&self) -> u32 {
+        waiters(self.state.load(Ordering::Acquire))
+    }
+
     /// Resolves when the counter is zero: at once if it is zero now.
     #[cfg_attr(any(wsdrain_loom, wsdrain_shuttle), track_caller)]
     pub fn wait(&self) -> Wait<'_> {

@@ -32,6 +32,11 @@ impl Waiters {
         key
     }
 
+    /// How many wakers are parked.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Forget the waker parked under `key`, if it is still there.
     pub(crate) fn remove(&mut self, key: u64) {
         if let Some(i) = self.entries.iter().position(|(k, _)| *k == key) {

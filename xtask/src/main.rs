@@ -8,12 +8,15 @@
 //! - `cargo xtask test`: every test suite, the model-checking ones included.
 //! - `cargo xtask release-check`: a plain `cargo build --workspace --release`
 //!   must carry no name of the bug catalog (see `release_check`).
+//! - `cargo xtask mutants`: mutation run of the concurrency core, judged
+//!   by the model suites' fixed-client cells (see `mutants`).
 //! - `cargo xtask replay --checker loom --scenario S1 --bug H5 FILE`: replay
 //!   a counterexample.
 
 mod coverage;
 mod html;
 mod matrix;
+mod mutants;
 mod progress;
 mod release_check;
 mod report;
@@ -53,6 +56,10 @@ enum Command {
         #[arg(long, default_value = "target/wsdrain/verify.json")]
         json: PathBuf,
     },
+    /// Mutation run: apply cargo-mutants' mutants of the concurrency core
+    /// one by one and judge each with the fixed-client cells of the model
+    /// suites; print the kill rate and the survivors.
+    Mutants(mutants::MutantsArgs),
     /// Prove that a plain `cargo build --workspace --release` contains no
     /// name of the bug catalog (binaries, rlibs).
     ReleaseCheck,
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => matrix::verify(&args),
         Command::Merge { files, json } => matrix::merge(&files, &json),
         Command::Test { no_models } => matrix::test(no_models),
+        Command::Mutants(args) => mutants::run(&args),
         Command::ReleaseCheck => release_check::run(),
         Command::Replay {
             checker,

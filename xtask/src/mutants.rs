@@ -1,0 +1,614 @@
+//! `cargo xtask mutants`: measure the harness on bugs nobody planted.
+//!
+//! cargo-mutants lists the mutants of the concurrency core (`cargo mutants
+//! --list --json --diff`); each one is applied to the worktree in place,
+//! the shuttle (or loom) cell runner is rebuilt, and the model suites judge
+//! it: the fixed-client cells of every scenario, never the catalog's bug
+//! cells. A mutant is *killed* when a cell fails (an oracle fires, a
+//! deadlock, an unexpected panic), gives no result (an abort) or runs past
+//! its time limit (a hang); otherwise it *survives*. The patch is reverted
+//! after every mutant, also when a step fails.
+//!
+//! Two judges, from the same build of each mutant:
+//! - **after**: S1-S11 with every oracle (issue 10's included, checked in
+//!   S1-S8 too);
+//! - **before** (`--before`): S1-S8 as they were judged before issue 10 (the
+//!   probe's drain-barrier, no-orphan and identity, liveness, the
+//!   end-of-execution checks; S5's server a sink, S8's shuttle shape
+//!   without the reconnect promise), selected in the cells by
+//!   `WSDRAIN_ORACLES=before`.
+//!
+//! Not mutated: the bug-catalog switch sites (a mutant on a line with
+//! `bug!(` only changes a catalog switch, which the fixed client never
+//! turns on), `fmt` functions (Display/Debug text), the trace module and
+//! the backends the judge does not compile (see [`DEFAULT_FILES`]).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wsdrain_loom_tests::Scenario;
+use wsdrain_loom_tests::cell::{CellCommand, CellResult, Checker};
+
+use crate::matrix::workspace_root;
+
+/// The concurrency core: the sync facade (less its diagnostics, `trace.rs`,
+/// and the std and loom backends, which the shuttle judge does not
+/// compile), the client, its streams, the manager and the in-memory
+/// transport.
+pub const DEFAULT_FILES: &[&str] = &[
+    "src/sync/close_signal.rs",
+    "src/sync/waiters.rs",
+    "src/sync/wait_group.rs",
+    "src/sync/queue.rs",
+    "src/sync/mutex.rs",
+    "src/sync/atomic.rs",
+    "src/sync/unchecked.rs",
+    "src/sync/mod.rs",
+    "src/sync/backend_shuttle.rs",
+    "src/stream.rs",
+    "src/client.rs",
+    "src/manager.rs",
+    "src/transport/memory.rs",
+];
+
+/// Knobs of `cargo xtask mutants`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MutantsArgs {
+    /// A source file to mutate (repeatable; default: the concurrency core).
+    #[arg(long = "file")]
+    pub files: Vec<String>,
+    /// Only mutants whose name matches this regex (cargo-mutants' `--re`).
+    #[arg(long = "re")]
+    pub re: Vec<String>,
+    /// Leave out mutants whose name matches this regex (`--exclude-re`).
+    #[arg(long = "exclude-re")]
+    pub exclude_re: Vec<String>,
+    /// Only count and list the mutants.
+    #[arg(long)]
+    pub list: bool,
+    /// Skip this many mutants of the list (to split a run).
+    #[arg(long, default_value_t = 0)]
+    pub skip: usize,
+    /// Test at most this many mutants.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// The judge's checker: `shuttle` (PCT depth 3) or `loom` (each
+    /// scenario's default bound).
+    #[arg(long, default_value = "shuttle", value_parser = crate::matrix::parse_checker)]
+    pub checker: Checker,
+    /// shuttle: executions per scenario cell.
+    #[arg(long, default_value_t = 1000)]
+    pub iterations: usize,
+    /// Also judge with the harness as it was before issue 10.
+    #[arg(long)]
+    pub before: bool,
+    /// After the cells, run the facade's model suite on a survivor.
+    #[arg(long)]
+    pub facade: bool,
+    /// Seconds a cell may run before the mutant counts as killed (a hang).
+    #[arg(long, default_value_t = 120)]
+    pub cell_timeout: u64,
+    /// Where to write the results (JSON).
+    #[arg(long, default_value = "target/wsdrain/mutants.json")]
+    pub json: PathBuf,
+}
+
+/// One mutant, as cargo-mutants lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Mutant {
+    /// cargo-mutants' name: `src/x.rs:LINE:COL: replace ... with ...`.
+    pub name: String,
+    pub file: String,
+    pub line: usize,
+    pub end_line: usize,
+    /// The unified diff that applies it.
+    pub diff: String,
+}
+
+/// What a judge said about one mutant.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verdict {
+    /// `killed` or `survived` (`unviable`: it does not build).
+    pub outcome: &'static str,
+    /// The cell that killed it: scenario and how.
+    pub by: Option<String>,
+    pub cells: usize,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Tested {
+    mutant: Mutant,
+    build_seconds: f64,
+    after: Verdict,
+    before: Option<Verdict>,
+}
+
+/// `cargo xtask mutants`.
+pub fn run(args: &MutantsArgs) -> Result<bool, String> {
+    let root = workspace_root();
+    let files: Vec<String> = if args.files.is_empty() {
+        DEFAULT_FILES.iter().map(|f| f.to_string()).collect()
+    } else {
+        args.files.clone()
+    };
+    let (mutants, excluded) = list(&root, &files, args)?;
+    eprintln!(
+        "{} mutants in {} file(s); {} left out (bug-catalog switch sites and fmt)",
+        mutants.len(),
+        files.len(),
+        excluded.len()
+    );
+    let selected: Vec<Mutant> = mutants
+        .into_iter()
+        .skip(args.skip)
+        .take(args.limit.unwrap_or(usize::MAX))
+        .collect();
+    if args.list {
+        for m in &selected {
+            println!("{}", m.name);
+        }
+        for (m, why) in &excluded {
+            println!("left out ({why}): {}", m.name);
+        }
+        return Ok(true);
+    }
+    let dirty = git(&root, &["status", "--porcelain", "--untracked-files=no"])?;
+    if dirty.lines().any(|l| {
+        files
+            .iter()
+            .any(|f| l.ends_with(f.as_str()) || l.contains(&format!(" {f}")))
+    }) {
+        return Err("commit or stash the changes to the mutated files first".into());
+    }
+    // The unmutated client must pass the judges, or every kill is noise.
+    eprintln!("baseline: building and judging the unmutated client ...");
+    let binary = build(&root, args.checker)?.ok_or("the unmutated harness does not build")?;
+    let baseline = judge(&binary, args, false);
+    if baseline.outcome != "survived" {
+        return Err(format!(
+            "the unmutated client fails the judge ({:?})",
+            baseline.by
+        ));
+    }
+    let mut tested = Vec::new();
+    for (i, mutant) in selected.iter().enumerate() {
+        eprintln!("[{}/{}] {}", i + 1, selected.len(), mutant.name);
+        let applied = Applied::new(&root, &mutant.diff)?;
+        let started = Instant::now();
+        let built = build(&root, args.checker);
+        let build_seconds = started.elapsed().as_secs_f64();
+        let (after, before) = match built {
+            Ok(Some(binary)) => {
+                let after = judge(&binary, args, false);
+                let before = args.before.then(|| judge(&binary, args, true));
+                (after, before)
+            }
+            Ok(None) => {
+                let unviable = Verdict {
+                    outcome: "unviable",
+                    by: None,
+                    cells: 0,
+                    seconds: 0.0,
+                };
+                (unviable.clone(), args.before.then_some(unviable))
+            }
+            Err(e) => return Err(e),
+        };
+        drop(applied);
+        eprintln!(
+            "    after: {} {}{}",
+            after.outcome,
+            after.by.as_deref().unwrap_or(""),
+            before
+                .as_ref()
+                .map(|b| format!("; before: {} {}", b.outcome, b.by.as_deref().unwrap_or("")))
+                .unwrap_or_default()
+        );
+        tested.push(Tested {
+            mutant: mutant.clone(),
+            build_seconds,
+            after,
+            before,
+        });
+        write_json(args, &tested, &excluded)?;
+    }
+    print_summary(&tested);
+    Ok(true)
+}
+
+fn write_json(
+    args: &MutantsArgs,
+    tested: &[Tested],
+    excluded: &[(Mutant, &'static str)],
+) -> Result<(), String> {
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    let excluded: Vec<_> = excluded
+        .iter()
+        .map(|(m, why)| serde_json::json!({ "name": m.name, "why": why }))
+        .collect();
+    let json = serde_json::json!({
+        "checker": args.checker.name(),
+        "iterations": args.iterations,
+        "tested": tested,
+        "excluded": excluded,
+    });
+    std::fs::write(&args.json, serde_json::to_string_pretty(&json).unwrap())
+        .map_err(|e| format!("write {}: {e}", args.json.display()))
+}
+
+fn print_summary(tested: &[Tested]) {
+    let rate = |pick: &dyn Fn(&Tested) -> Option<&Verdict>| {
+        let verdicts: Vec<&Verdict> = tested.iter().filter_map(pick).collect();
+        let viable = verdicts.iter().filter(|v| v.outcome != "unviable").count();
+        let killed = verdicts.iter().filter(|v| v.outcome == "killed").count();
+        (killed, viable)
+    };
+    let (killed, viable) = rate(&|t| Some(&t.after));
+    println!(
+        "\nmutants tested: {} ({} unviable)",
+        tested.len(),
+        tested.len() - viable
+    );
+    println!(
+        "after  (S1-S11, every oracle): {killed}/{viable} killed ({:.0}%)",
+        100.0 * killed as f64 / viable.max(1) as f64
+    );
+    if tested.iter().any(|t| t.before.is_some()) {
+        let (killed, viable) = rate(&|t| t.before.as_ref());
+        println!(
+            "before (S1-S8, old oracles):   {killed}/{viable} killed ({:.0}%)",
+            100.0 * killed as f64 / viable.max(1) as f64
+        );
+    }
+    println!("\nsurvivors (after):");
+    for t in tested.iter().filter(|t| t.after.outcome == "survived") {
+        println!("  {}", t.mutant.name);
+    }
+    let newly: Vec<&Tested> = tested
+        .iter()
+        .filter(|t| {
+            t.after.outcome == "killed"
+                && t.before.as_ref().is_some_and(|b| b.outcome == "survived")
+        })
+        .collect();
+    if !newly.is_empty() {
+        println!("\nkilled only by the harness after issue 10:");
+        for t in newly {
+            println!(
+                "  {} (by {})",
+                t.mutant.name,
+                t.after.by.as_deref().unwrap_or("?")
+            );
+        }
+    }
+}
+
+/// The mutants of `files`, and those left out with why.
+#[allow(clippy::type_complexity)]
+fn list(
+    root: &Path,
+    files: &[String],
+    args: &MutantsArgs,
+) -> Result<(Vec<Mutant>, Vec<(Mutant, &'static str)>), String> {
+    let mut command = Command::new("cargo");
+    command.current_dir(root).args([
+        "mutants",
+        "--list",
+        "--json",
+        "--diff",
+        "--package",
+        "wsdrain",
+    ]);
+    for file in files {
+        command.args(["--file", file]);
+    }
+    for re in &args.re {
+        command.args(["--re", re]);
+    }
+    for re in &args.exclude_re {
+        command.args(["--exclude-re", re]);
+    }
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run cargo mutants (cargo install cargo-mutants): {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo mutants --list failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("cargo mutants --list --json: {e}"))?;
+    let mut keep = Vec::new();
+    let mut excluded = Vec::new();
+    for value in listed {
+        let mutant = parse_mutant(&value)?;
+        let source = std::fs::read_to_string(root.join(&mutant.file))
+            .map_err(|e| format!("read {}: {e}", mutant.file))?;
+        let lines: Vec<&str> = source.lines().collect();
+        let span = lines
+            .get(mutant.line.saturating_sub(1)..mutant.end_line.min(lines.len()))
+            .unwrap_or(&[]);
+        let function = value["function"]["function_name"].as_str().unwrap_or("");
+        // A whole function body replaced is a mutant of the function, not
+        // of a switch in it.
+        let whole_function = value["genre"].as_str() == Some("FnValue");
+        if !whole_function && span.iter().any(|l| l.contains("bug!(")) {
+            excluded.push((mutant, "bug-catalog switch site"));
+        } else if function.ends_with("::fmt") || function == "fmt" {
+            excluded.push((mutant, "Display/Debug"));
+        } else {
+            keep.push(mutant);
+        }
+    }
+    // In the order the files were given (the facade first by default).
+    keep.sort_by_key(|m| files.iter().position(|f| *f == m.file));
+    Ok((keep, excluded))
+}
+
+fn parse_mutant(value: &serde_json::Value) -> Result<Mutant, String> {
+    let field = |v: &serde_json::Value, what: &str| -> Result<usize, String> {
+        v.as_u64()
+            .map(|n| n as usize)
+            .ok_or_else(|| format!("cargo mutants JSON without {what}: {value}"))
+    };
+    Ok(Mutant {
+        name: value["name"]
+            .as_str()
+            .ok_or("a mutant without a name")?
+            .to_owned(),
+        file: value["file"]
+            .as_str()
+            .ok_or("a mutant without a file")?
+            .to_owned(),
+        line: field(&value["span"]["start"]["line"], "span.start.line")?,
+        end_line: field(&value["span"]["end"]["line"], "span.end.line")?,
+        diff: value["diff"]
+            .as_str()
+            .ok_or("a mutant without a diff (cargo mutants --diff)")?
+            .to_owned(),
+    })
+}
+
+/// A mutant's patch, applied to the worktree until dropped.
+struct Applied {
+    root: PathBuf,
+    patch: PathBuf,
+}
+
+impl Applied {
+    fn new(root: &Path, diff: &str) -> Result<Self, String> {
+        // cargo-mutants' header names the file and then the mutation
+        // (`+++ replace ...`): give patch both sides' paths.
+        let mut lines = diff.lines();
+        let (Some(old), Some(_)) = (lines.next(), lines.next()) else {
+            return Err(format!("not a diff:\n{diff}"));
+        };
+        let file = old.trim_start_matches("--- ");
+        let mut fixed = format!("--- a/{file}\n+++ b/{file}\n");
+        for line in lines {
+            fixed.push_str(line);
+            fixed.push('\n');
+        }
+        let diff = fixed.as_str();
+        let patch = root.join("target/wsdrain/mutant.patch");
+        std::fs::create_dir_all(patch.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::write(&patch, diff).map_err(|e| e.to_string())?;
+        let status = Command::new("patch")
+            .current_dir(root)
+            .args(["-p1", "--quiet", "--forward", "-i"])
+            .arg(&patch)
+            .status()
+            .map_err(|e| format!("cannot run patch: {e}"))?;
+        if !status.success() {
+            return Err(format!("the mutant's diff does not apply:\n{diff}"));
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            patch,
+        })
+    }
+}
+
+impl Drop for Applied {
+    fn drop(&mut self) {
+        let reverted = Command::new("patch")
+            .current_dir(&self.root)
+            .args(["-p1", "--quiet", "--reverse", "-i"])
+            .arg(&self.patch)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !reverted {
+            eprintln!(
+                "xtask: could not revert {}: restore the file with git checkout",
+                self.patch.display()
+            );
+        }
+    }
+}
+
+/// Build the cell runner for the judge in its own target directory (a
+/// mutant rebuilds only the client crate and the harness). `None`: the
+/// mutant does not compile.
+fn build(root: &Path, checker: Checker) -> Result<Option<PathBuf>, String> {
+    let status = cargo_for(root, checker)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "wsdrain-loom-tests",
+            "--bin",
+            "wsdrain-cell",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    Ok(status
+        .success()
+        .then(|| mutants_target(root, checker).join("release/wsdrain-cell")))
+}
+
+/// The judge's own target directory (a mutant rebuilds only the client
+/// crate and the harness there).
+fn mutants_target(root: &Path, checker: Checker) -> PathBuf {
+    root.join("target").join(format!("mutants-{checker}"))
+}
+
+/// `cargo` set up for the judge's builds.
+fn cargo_for(root: &Path, checker: Checker) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command
+        .current_dir(root)
+        .env("RUSTFLAGS", checker.rustflags())
+        .env("CARGO_TARGET_DIR", mutants_target(root, checker))
+        // Fast rebuilds: incremental, less optimisation, no debug info.
+        .env("CARGO_PROFILE_RELEASE_INCREMENTAL", "true")
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "0");
+    command
+}
+
+/// Run the judge's cells on `binary`, stopping at the first kill.
+fn judge(binary: &Path, args: &MutantsArgs, before: bool) -> Verdict {
+    let started = Instant::now();
+    let scenarios: Vec<Scenario> = Scenario::ALL
+        .into_iter()
+        .filter(|s| !before || (*s as usize) < 8)
+        .collect();
+    let mut cells = 0;
+    for scenario in scenarios {
+        let command = CellCommand::run(scenario, "fixed").no_trace();
+        let command = match args.checker {
+            Checker::Shuttle => command.depth(3).iterations(args.iterations),
+            Checker::Loom => command
+                .bound(scenario.loom_bound())
+                .max_seconds(args.cell_timeout),
+        };
+        cells += 1;
+        if let Some(by) = killed_by(binary, &command, scenario, before, args.cell_timeout) {
+            return Verdict {
+                outcome: "killed",
+                by: Some(by),
+                cells,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+        }
+    }
+    // The facade's own model suite (loom-tests/tests/facade.rs) judges
+    // what the scenarios cannot see: a waker moved between tasks, a wait
+    // dropped half-way. It came with this mutation run, so only "after".
+    if !before && args.facade {
+        cells += 1;
+        if let Some(by) = facade_kills(args) {
+            return Verdict {
+                outcome: "killed",
+                by: Some(by),
+                cells,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+        }
+    }
+    Verdict {
+        outcome: "survived",
+        by: None,
+        cells,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Run the facade suite on the mutant; `Some` if it fails or hangs.
+fn facade_kills(args: &MutantsArgs) -> Option<String> {
+    let root = workspace_root();
+    let mut child = cargo_for(&root, args.checker)
+        .args([
+            "test",
+            "--quiet",
+            "--release",
+            "-p",
+            "wsdrain-loom-tests",
+            "--test",
+            "facade",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let limit = Duration::from_secs(args.cell_timeout * 2 + 120);
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return None,
+            Ok(Some(_)) => return Some("facade suite (a test failed)".into()),
+            Ok(None) if started.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Some("facade suite (hang)".into());
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Whether the cell kills the mutant, and how.
+fn killed_by(
+    binary: &Path,
+    command: &CellCommand,
+    scenario: Scenario,
+    before: bool,
+    timeout: u64,
+) -> Option<String> {
+    let mut child = Command::new(binary)
+        .args(command.args())
+        .env("WSDRAIN_ORACLES", if before { "before" } else { "after" })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    // A cell's only output is its result line: the pipe never fills.
+    let limit = Duration::from_secs(timeout + 30);
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Some(format!(
+                    "{} (hang: no result in {timeout} s)",
+                    scenario.id()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => return None,
+        }
+    }
+    let mut stdout = String::new();
+    use std::io::Read;
+    let _ = child.stdout.take()?.read_to_string(&mut stdout);
+    match CellResult::parse(&stdout) {
+        Some(result) if result.caught() => Some(format!(
+            "{} ({})",
+            scenario.id(),
+            result
+                .oracle
+                .map_or("unclassified panic".to_owned(), |o| o.name().to_owned())
+        )),
+        Some(_) => None,
+        None => Some(format!("{} (the cell aborted)", scenario.id())),
+    }
+}
+
+fn git(root: &Path, args: &[&str]) -> Result<String, String> {
+    let output = Command::new("git")
+        .current_dir(root)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
