@@ -430,6 +430,7 @@ fn short(oracle: Option<Oracle>) -> &'static str {
         Some(Oracle::ReadyAtBarrier) => "not-ready",
         Some(Oracle::InputHonesty) => "input",
         Some(Oracle::ManagerPromise) => "mgr-promise",
+        Some(Oracle::Model) => "model",
         // An oracle this report does not know yet, or an unexpected panic.
         Some(_) | None => "panic",
     }
