@@ -147,6 +147,9 @@ pub struct CellResult {
     pub artifact: Option<PathBuf>,
     /// The command that replays it.
     pub replay: Option<String>,
+    /// Generated programs explored (the generated explorer's cells only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programs: Option<u64>,
 }
 
 impl CellResult {
@@ -168,6 +171,7 @@ impl CellResult {
             listing: None,
             artifact: None,
             replay: None,
+            programs: None,
         }
     }
 
@@ -218,6 +222,42 @@ impl CellCommand {
                 artifact.display().to_string(),
             ],
         }
+    }
+
+    /// Explore generated programs `first..first + count` with `variant`
+    /// (see `crate::generated`).
+    pub fn generated(variant: &str, first: u64, count: u64) -> Self {
+        Self {
+            args: vec![
+                "generated".into(),
+                "--variant".into(),
+                variant.into(),
+                "--first".into(),
+                first.to_string(),
+                "--programs".into(),
+                count.to_string(),
+            ],
+        }
+    }
+
+    /// Replay a generated program's counterexample from its program file
+    /// and artifact.
+    pub fn replay_program(program: &Path, variant: &str, artifact: &Path) -> Self {
+        Self {
+            args: vec![
+                "replay-program".into(),
+                "--program".into(),
+                program.display().to_string(),
+                "--variant".into(),
+                variant.into(),
+                artifact.display().to_string(),
+            ],
+        }
+    }
+
+    /// shuttle: schedules per generated program.
+    pub fn schedules(self, schedules: usize) -> Self {
+        self.with("--schedules", schedules)
     }
 
     /// Print the bug catalog of this build ([`Catalog`]).

@@ -145,7 +145,8 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
         listing,
     } = captured;
     let mut result = pending.result;
-    let scenario = Scenario::from_name(&result.scenario).expect("a known scenario");
+    // `None`: a generated program ([`crate::generated`]).
+    let scenario = Scenario::from_name(&result.scenario);
     let bugs = crate::cell::parse_variant(&result.variant).expect("a known variant");
     let executions = pending.executions_before + EXECUTIONS.load(Ordering::SeqCst);
     let replaying = result.strategy.starts_with("replay");
@@ -185,16 +186,23 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
         }
         executions
     };
-    result.report = Some(failure.report(CHECKER, scenario, bugs, found_after));
-    result.replay = artifact
-        .as_deref()
-        .map(|a| replay_command(scenario, bugs, a));
+    let (report, replay) = match scenario {
+        Some(scenario) => (
+            failure.report(CHECKER, scenario, bugs, found_after),
+            artifact
+                .as_deref()
+                .map(|a| replay_command(scenario, bugs, a)),
+        ),
+        None => crate::generated::report(&failure, bugs, found_after),
+    };
+    result.report = Some(report);
+    result.replay = replay;
     result.artifact = artifact;
     result
 }
 
 /// Where the execution count of a failure is kept, next to its artifact.
-fn found_after_path(artifact: &Path) -> PathBuf {
+pub(crate) fn found_after_path(artifact: &Path) -> PathBuf {
     let mut path = artifact.as_os_str().to_owned();
     path.push(".found-after");
     PathBuf::from(path)
@@ -247,13 +255,21 @@ fn payload_text(payload: &(dyn Any + Send)) -> String {
 
 /// Explore `scenario` with `bugs` switched on.
 pub fn explore(scenario: Scenario, bugs: Bugs, strategy: &Strategy) -> Outcome {
-    run(scenario, bugs, |body| run_checker(strategy, body))
+    run(
+        move || scenario.run(bugs),
+        |body| run_checker(strategy, body),
+    )
 }
 
-/// Replay a failure from its artifact (the loom replay file, or the shuttle
-/// schedule): reruns the failing execution, which is the last one run.
-pub fn replay(scenario: Scenario, bugs: Bugs, artifact: &Path) -> Outcome {
-    run(scenario, bugs, |body| {
+/// Explore one execution body (a generated program, see
+/// [`crate::generated`]) the way [`explore`] explores a scenario.
+pub fn explore_body(body: impl Fn() + Send + Sync + 'static, strategy: &Strategy) -> Outcome {
+    run(body, |body| run_checker(strategy, body))
+}
+
+/// Replay one execution body from its artifact, as [`replay`] does.
+pub fn replay_body(body: impl Fn() + Send + Sync + 'static, artifact: &Path) -> Outcome {
+    run(body, |body| {
         (
             replay_checker(artifact, body),
             Some(artifact.to_owned()),
@@ -262,11 +278,25 @@ pub fn replay(scenario: Scenario, bugs: Bugs, artifact: &Path) -> Outcome {
     })
 }
 
+/// Replay a failure from its artifact (the loom replay file, or the shuttle
+/// schedule): reruns the failing execution, which is the last one run.
+pub fn replay(scenario: Scenario, bugs: Bugs, artifact: &Path) -> Outcome {
+    run(
+        move || scenario.run(bugs),
+        |body| {
+            (
+                replay_checker(artifact, body),
+                Some(artifact.to_owned()),
+                false,
+            )
+        },
+    )
+}
+
 /// Run the scenario's executions through `check`, counting them and turning
 /// the first panic into a [`Failure`].
 fn run(
-    scenario: Scenario,
-    bugs: Bugs,
+    execution: impl Fn() + Send + Sync + 'static,
     check: impl FnOnce(Box<dyn Fn() + Send + Sync>) -> RunResult,
 ) -> Outcome {
     install_panic_hook();
@@ -274,7 +304,7 @@ fn run(
     *FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let body = Box::new(move || {
         EXECUTIONS.fetch_add(1, Ordering::SeqCst);
-        scenario.run(bugs);
+        execution();
     });
     let start = Instant::now();
     let (result, artifact, incomplete) = check(body);

@@ -360,9 +360,11 @@ impl World {
 
     /// Run task `task`'s operations, each outcome checked.
     async fn run_task(&self, task: usize) {
+        let mut earlier = Vec::new();
         for (index, &op) in self.program.tasks[task].iter().enumerate() {
             let outcome = self.apply(task, index, op).await;
-            let allowed = crate::expect::allowed(&self.program, task, index);
+            let allowed = crate::expect::allowed(&self.program, task, index, &earlier);
+            earlier.push(outcome);
             if !allowed.contains(&outcome) {
                 violated(
                     Oracle::Model,

@@ -11,8 +11,9 @@
 use crate::exec::Outcome;
 use crate::{FaultKind, HandlerKind, Op, Program};
 
-/// The outcomes `program`'s op `index` of task `task` may have.
-pub fn allowed(program: &Program, task: usize, index: usize) -> Vec<Outcome> {
+/// The outcomes `program`'s op `index` of task `task` may have, given the
+/// outcomes of the task's earlier ops (`earlier`, in order).
+pub fn allowed(program: &Program, task: usize, index: usize, earlier: &[Outcome]) -> Vec<Outcome> {
     use Outcome::*;
     let op = program.tasks[task][index];
     let before = &program.tasks[task][..index];
@@ -49,7 +50,11 @@ pub fn allowed(program: &Program, task: usize, index: usize) -> Vec<Outcome> {
             if closed_before {
                 return vec![StreamClosed, NoStream];
             }
-            if task == 0 && quiet(program) && before.iter().any(|op| op.dials()) {
+            let own_stream = before
+                .iter()
+                .zip(earlier)
+                .any(|(op, outcome)| op.dials() && *outcome == Ok);
+            if task == 0 && quiet(program) && own_stream {
                 // The task's own stream is connected and nothing can end it
                 // or replace it as the newest (main runs before the
                 // epilogue's close).
@@ -121,7 +126,10 @@ mod tests {
                 },
             ]],
         };
-        assert_eq!(allowed(&p, 0, 1), vec![Outcome::ClientClosed]);
+        assert_eq!(
+            allowed(&p, 0, 1, &[Outcome::Done]),
+            vec![Outcome::ClientClosed]
+        );
     }
 
     #[test]
@@ -136,7 +144,7 @@ mod tests {
                 vec![Op::Input],
             ],
         };
-        let set = allowed(&p, 2, 0);
+        let set = allowed(&p, 2, 0, &[]);
         assert!(set.contains(&Outcome::Ok) && set.contains(&Outcome::StreamClosed));
     }
 }

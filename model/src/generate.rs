@@ -251,7 +251,9 @@ pub fn generate(source: &mut impl Source, fit: Fit) -> Program {
             tasks[t].push(op);
         }
     }
-    Program { manager, tasks }
+    let mut program = Program { manager, tasks };
+    program.normalize();
+    program
 }
 
 #[cfg(test)]

@@ -168,13 +168,46 @@ impl Program {
     }
 
     /// Whether the program is well formed: 1-3 tasks, no manager op
-    /// without a manager.
+    /// without a manager, and main never runs an op that may wait for the
+    /// epilogue ([`Program::waits_for_epilogue`]).
     pub fn valid(&self) -> bool {
         (1..=3).contains(&self.tasks.len())
             && (self.manager
                 || !self
                     .ops()
                     .any(|(_, _, op)| matches!(op, Op::ManagerStop | Op::ManagerWait)))
+            && !self.tasks[0].iter().any(|&op| self.waits_for_epilogue(op))
+    }
+
+    /// Whether `op` may block until main's epilogue releases it: a dial (or
+    /// a manager's drain, which waits for its dial) while a hung dial
+    /// waits for the connect timeout, which only the epilogue is sure to
+    /// fire; input while the server may stop reading (a full window blocks
+    /// the sender until `Client::close()`). Such ops are valid in the other
+    /// tasks only: main runs the epilogue once its own ops are done.
+    pub fn waits_for_epilogue(&self, op: Op) -> bool {
+        let has = |fault| self.ops().any(|(_, _, o)| o == Op::Fault { fault });
+        match op {
+            Op::Stream { .. } | Op::StreamCancellable | Op::ManagerWait => has(FaultKind::DialHang),
+            Op::Input | Op::Ping => has(FaultKind::StopReading),
+            _ => false,
+        }
+    }
+
+    /// Make the program valid: main's ops that may wait for the epilogue
+    /// move to the end of task 1 (made if missing).
+    pub fn normalize(&mut self) {
+        let (moved, kept): (Vec<Op>, Vec<Op>) = self.tasks[0]
+            .iter()
+            .partition(|&&op| self.waits_for_epilogue(op));
+        if moved.is_empty() {
+            return;
+        }
+        self.tasks[0] = kept;
+        if self.tasks.len() < 2 {
+            self.tasks.push(Vec::new());
+        }
+        self.tasks[1].extend(moved);
     }
 
     /// Model threads this program needs at most under loom: main, the

@@ -46,6 +46,10 @@ pub fn op(manager: bool) -> BoxedStrategy<Op> {
 /// Programs of 1-3 tasks of 1-5 operations each.
 pub fn program() -> impl Strategy<Value = Program> {
     prop_oneof![4 => Just(false), 1 => Just(true)].prop_flat_map(|manager| {
-        vec(vec(op(manager), 1..=5), 1..=3).prop_map(move |tasks| Program { manager, tasks })
+        vec(vec(op(manager), 1..=5), 1..=3).prop_map(move |tasks| {
+            let mut program = Program { manager, tasks };
+            program.normalize();
+            program
+        })
     })
 }
