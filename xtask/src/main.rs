@@ -11,6 +11,7 @@
 //! - `cargo xtask replay --checker loom --scenario S1 --bug H5 FILE`: replay
 //!   a counterexample.
 
+mod generated;
 mod html;
 mod matrix;
 mod progress;
@@ -59,9 +60,13 @@ enum Command {
         /// `loom` or `shuttle`.
         #[arg(long, value_parser = matrix::parse_checker)]
         checker: wsdrain_loom_tests::cell::Checker,
-        /// S1 ... S11.
-        #[arg(long)]
-        scenario: String,
+        /// S1 ... S11 (or `--program`).
+        #[arg(long, required_unless_present = "program")]
+        scenario: Option<String>,
+        /// A generated program's file (its counterexample's replay command
+        /// names it), instead of a scenario.
+        #[arg(long, conflicts_with = "scenario")]
+        program: Option<PathBuf>,
         /// H1 ... H8 (omit for the fixed client).
         #[arg(long)]
         bug: Option<String>,
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
         Command::Replay {
             checker,
             scenario,
+            program,
             bug,
             artifact,
             listing,
@@ -102,7 +108,12 @@ fn main() -> ExitCode {
             if let Some(style) = listing {
                 ask_cells_for_listing(&style);
             }
-            matrix::replay(checker, &scenario, bug.as_deref(), &artifact)
+            let target = match (&scenario, &program) {
+                (_, Some(program)) => matrix::ReplayTarget::Program(program),
+                (Some(scenario), None) => matrix::ReplayTarget::Scenario(scenario),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            matrix::replay(checker, target, bug.as_deref(), &artifact)
         }
     };
     match result {

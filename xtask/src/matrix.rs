@@ -40,6 +40,25 @@ pub struct VerifyArgs {
     /// shuttle: executions allowed per seed before a bug counts as escaped.
     #[arg(long, default_value_t = 10_000)]
     pub bug_iterations: usize,
+    /// Generated programs: how many the shuttle explorer runs (program i
+    /// comes from a fixed seed: the same flags give the same programs).
+    #[arg(long, default_value_t = 1000)]
+    #[serde(default = "default_programs")]
+    pub programs: u64,
+    /// Generated programs: shuttle executions per program (half PCT depth
+    /// 3, half random).
+    #[arg(long, default_value_t = 100)]
+    #[serde(default = "default_schedules")]
+    pub schedules: usize,
+    /// Generated programs: how many loom explores (those that fit its
+    /// five threads).
+    #[arg(long, default_value_t = 40)]
+    #[serde(default = "default_loom_programs")]
+    pub loom_programs: u64,
+    /// Generated programs: loom's preemption bound.
+    #[arg(long, default_value_t = 2)]
+    #[serde(default = "default_loom_program_bound")]
+    pub loom_program_bound: usize,
     /// Parallel cell processes (default: the number of cores).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -64,6 +83,19 @@ pub struct VerifyArgs {
     pub listing: Option<String>,
 }
 
+fn default_programs() -> u64 {
+    1000
+}
+fn default_schedules() -> usize {
+    100
+}
+fn default_loom_programs() -> u64 {
+    40
+}
+fn default_loom_program_bound() -> usize {
+    2
+}
+
 /// A checker by name, for the command line.
 pub fn parse_checker(name: &str) -> Result<Checker, String> {
     Checker::from_name(name).ok_or_else(|| format!("unknown checker {name:?} (loom or shuttle)"))
@@ -81,8 +113,14 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum JobKind {
     Fixed,
-    Bug { depth: usize },
-    Bound { bound: usize },
+    Bug {
+        depth: usize,
+    },
+    Bound {
+        bound: usize,
+    },
+    /// The generated explorer (`crate::generated`).
+    Generated,
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -130,6 +168,8 @@ pub(crate) fn selected(args: &VerifyArgs, all: &[Scenario]) -> Result<Vec<Scenar
     }
     args.scenario
         .iter()
+        // `G`: the generated explorer (crate::generated), not a scenario.
+        .filter(|s| !s.eq_ignore_ascii_case(crate::generated::ID))
         .map(|s| Scenario::from_name(s).ok_or_else(|| format!("unknown scenario {s:?}")))
         .collect()
 }
@@ -226,6 +266,9 @@ pub fn verify(args: &VerifyArgs) -> Result<bool, String> {
     let mut all_jobs: Vec<(PathBuf, Job)> = Vec::new();
     for (checker, binary, catalog) in &built {
         for job in jobs(*checker, catalog, args, &scenarios) {
+            all_jobs.push((binary.clone(), job));
+        }
+        for job in crate::generated::jobs(*checker, catalog, args) {
             all_jobs.push((binary.clone(), job));
         }
     }
@@ -361,16 +404,28 @@ fn run_all(
     Ok(Arc::try_unwrap(results).unwrap().into_inner().unwrap())
 }
 
+/// What `cargo xtask replay` reruns.
+pub enum ReplayTarget<'a> {
+    /// A hand-written scenario, by id.
+    Scenario(&'a str),
+    /// A generated program, by its file.
+    Program(&'a Path),
+}
+
 /// `cargo xtask replay`.
 pub fn replay(
     checker: Checker,
-    scenario: &str,
+    target: ReplayTarget<'_>,
     bug: Option<&str>,
     artifact: &Path,
 ) -> Result<bool, String> {
     let binary = build_cell(checker)?;
-    let result =
-        CellCommand::replay(scenario, bug.unwrap_or("fixed"), artifact).execute(&binary)?;
+    let variant = bug.unwrap_or("fixed");
+    let command = match target {
+        ReplayTarget::Scenario(scenario) => CellCommand::replay(scenario, variant, artifact),
+        ReplayTarget::Program(program) => CellCommand::replay_program(program, variant, artifact),
+    };
+    let result = command.execute(&binary)?;
     match &result.report {
         Some(report) => {
             println!("replayed: the failure reproduces\n\n{report}");

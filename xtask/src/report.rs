@@ -100,7 +100,7 @@ pub struct Counterexample {
 
 impl Counterexample {
     /// The counterexample of a failed run, whose report is `report`.
-    fn of(run: &CellResult, report: &str) -> Counterexample {
+    pub(crate) fn of(run: &CellResult, report: &str) -> Counterexample {
         Counterexample {
             checker: run.checker,
             scenario: run.scenario.clone(),
@@ -124,6 +124,8 @@ pub struct Report {
     /// loom: per scenario, the largest bound that finished within the limit.
     pub largest_bounds: Vec<(String, Option<usize>)>,
     pub counterexamples: Vec<Counterexample>,
+    /// The generated explorer's block (`crate::generated`).
+    pub generated: Vec<crate::generated::GeneratedCell>,
     /// The cells and settings it was built from (what `merge` reads).
     pub run: Option<crate::shard::RunRecord>,
 }
@@ -136,6 +138,12 @@ pub struct Settings {
     pub shuttle_executions: usize,
     pub seeds: u64,
     pub bug_iterations: usize,
+    /// Generated programs under shuttle, and schedules per program.
+    pub programs: u64,
+    pub schedules: usize,
+    /// Generated programs under loom, and their bound.
+    pub loom_programs: u64,
+    pub loom_program_bound: usize,
 }
 
 fn median(values: &mut [usize]) -> f64 {
@@ -311,6 +319,14 @@ impl Report {
             tables.push(Table { checker, rows });
         }
 
+        let generated = crate::generated::build(
+            args,
+            catalogs,
+            &results,
+            &mut problems,
+            &mut counterexamples,
+        );
+
         // Budgets, as figures.
         let mut largest_bounds = Vec::new();
         for table in &tables {
@@ -409,7 +425,12 @@ impl Report {
                 shuttle_executions: args.shuttle_executions,
                 seeds: args.seeds,
                 bug_iterations: args.bug_iterations,
+                programs: args.programs,
+                schedules: args.schedules,
+                loom_programs: args.loom_programs,
+                loom_program_bound: args.loom_program_bound,
             },
+            generated,
             tables,
             budgets,
             largest_bounds,
@@ -419,7 +440,7 @@ impl Report {
     }
 }
 
-fn short(oracle: Option<Oracle>) -> &'static str {
+pub(crate) fn short(oracle: Option<Oracle>) -> &'static str {
     match oracle {
         Some(Oracle::DrainBarrier) => "drain",
         Some(Oracle::NoOrphan) => "orphan",
@@ -525,6 +546,7 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out);
         }
     }
+    crate::generated::render(&report.settings, &report.generated, &mut out);
     let _ = writeln!(out, "\nbudgets (this machine: {} cores):", report.cores);
     for line in &report.budgets {
         let _ = writeln!(out, "  - {line}");

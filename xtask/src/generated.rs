@@ -1,0 +1,248 @@
+//! The generated explorer's part of `verify`: its jobs (programs x
+//! schedules under shuttle, the programs that fit loom's threads under
+//! loom), and its block of the report (programs, executions, time for the
+//! fixed client and every catalog bug).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use wsdrain_loom_tests::cell::{Catalog, CellCommand, CellOutcome, CellResult, Checker, Oracle};
+
+use crate::matrix::{Job, JobKind, VerifyArgs};
+use crate::report::{Counterexample, Status};
+
+/// The scenario id of generated cells.
+pub const ID: &str = "G";
+
+/// Programs per fixed-client job under shuttle (the jobs run in parallel
+/// and shard).
+const CHUNK: u64 = 250;
+
+/// Whether the run includes the generated explorer (no `--scenario`, or
+/// `--scenario G` among them).
+pub fn selected(args: &VerifyArgs) -> bool {
+    args.scenario.is_empty() || args.scenario.iter().any(|s| s.eq_ignore_ascii_case(ID))
+}
+
+/// The generated explorer's jobs for one checker.
+pub fn jobs(checker: Checker, catalog: &Catalog, args: &VerifyArgs) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    if !selected(args) {
+        return jobs;
+    }
+    let job = |command: CellCommand| Job {
+        checker,
+        command,
+        kind: JobKind::Generated,
+    };
+    match checker {
+        Checker::Shuttle => {
+            let mut first = 0;
+            while first < args.programs {
+                let count = CHUNK.min(args.programs - first);
+                jobs.push(job(CellCommand::generated("fixed", first, count)
+                    .schedules(args.schedules)
+                    .no_trace()));
+                first += count;
+            }
+            for bug in catalog
+                .bugs
+                .iter()
+                .filter(|b| b.generated_not_applicable.is_none())
+            {
+                jobs.push(job(
+                    CellCommand::generated(&bug.id, 0, args.programs).schedules(args.schedules)
+                ));
+            }
+        }
+        Checker::Loom => {
+            jobs.push(job(CellCommand::generated("fixed", 0, args.loom_programs)
+                .bound(args.loom_program_bound)
+                .max_seconds(args.loom_seconds)
+                .no_trace()));
+            for bug in catalog
+                .bugs
+                .iter()
+                .filter(|b| b.generated_not_applicable.is_none())
+            {
+                jobs.push(job(CellCommand::generated(&bug.id, 0, args.loom_programs)
+                    .bound(args.loom_program_bound)
+                    .max_seconds(args.loom_seconds)));
+            }
+        }
+    }
+    jobs
+}
+
+/// One row of the block: a variant under one checker.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratedCell {
+    pub checker: Checker,
+    pub variant: String,
+    pub status: Status,
+    pub oracle: Option<Oracle>,
+    /// Programs explored (to detection, for a bug).
+    pub programs: u64,
+    /// Executions (to detection, for a bug).
+    pub executions: usize,
+    pub elapsed_ms: f64,
+    pub note: Option<String>,
+}
+
+/// The block's cells, with the problems and counterexamples they add.
+pub fn build(
+    args: &VerifyArgs,
+    catalogs: &[Catalog],
+    results: &[(Job, CellResult)],
+    problems: &mut Vec<String>,
+    counterexamples: &mut Vec<Counterexample>,
+) -> Vec<GeneratedCell> {
+    let mut cells = Vec::new();
+    if !selected(args) {
+        return cells;
+    }
+    for catalog in catalogs {
+        let checker = catalog.checker;
+        let variants = std::iter::once(("fixed".to_owned(), None)).chain(
+            catalog
+                .bugs
+                .iter()
+                .map(|b| (b.id.clone(), Some(b.generated_not_applicable.clone()))),
+        );
+        for (variant, not_applicable) in variants {
+            if let Some(Some(reason)) = not_applicable {
+                cells.push(GeneratedCell {
+                    checker,
+                    variant,
+                    status: Status::NotApplicable,
+                    oracle: None,
+                    programs: 0,
+                    executions: 0,
+                    elapsed_ms: 0.0,
+                    note: Some(reason),
+                });
+                continue;
+            }
+            let runs: Vec<&CellResult> = results
+                .iter()
+                .filter(|(job, r)| {
+                    job.kind == JobKind::Generated && r.checker == checker && r.variant == variant
+                })
+                .map(|(_, r)| r)
+                .collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let caught = runs.iter().find(|r| r.caught());
+            let fixed = variant == "fixed";
+            let status = match (fixed, caught) {
+                (true, Some(r)) => {
+                    problems.push(format!(
+                        "the fixed client failed a generated program under {checker}: {}",
+                        r.message.clone().unwrap_or_default()
+                    ));
+                    Status::Failed
+                }
+                (true, None) if runs.iter().any(|r| r.result == CellOutcome::Incomplete) => {
+                    Status::Incomplete
+                }
+                (true, None) => Status::Pass,
+                (false, Some(_)) => Status::Caught,
+                (false, None) => {
+                    problems.push(format!(
+                        "{variant} escaped the generated explorer under {checker} ({} programs, {} executions)",
+                        runs.iter().map(|r| r.programs.unwrap_or(0)).sum::<u64>(),
+                        runs.iter().map(|r| r.executions).sum::<usize>()
+                    ));
+                    Status::Escaped
+                }
+            };
+            if let Some(r) = caught
+                && let Some(report) = &r.report
+            {
+                counterexamples.push(Counterexample::of(r, report));
+            }
+            let counted: Vec<&&CellResult> = match caught {
+                Some(r) if !fixed => runs.iter().filter(|x| std::ptr::eq(**x, *r)).collect(),
+                _ => runs.iter().collect(),
+            };
+            cells.push(GeneratedCell {
+                checker,
+                variant,
+                status,
+                oracle: caught.and_then(|r| r.oracle),
+                programs: counted.iter().map(|r| r.programs.unwrap_or(0)).sum(),
+                executions: counted.iter().map(|r| r.executions).sum(),
+                elapsed_ms: counted.iter().map(|r| r.elapsed_ms).sum(),
+                note: None,
+            });
+        }
+    }
+    cells
+}
+
+fn time(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.1}s", ms / 1e3)
+    } else {
+        format!("{ms:.0}ms")
+    }
+}
+
+fn text(cell: &GeneratedCell) -> String {
+    let figures = format!(
+        "{}p {}x {}",
+        cell.programs,
+        cell.executions,
+        time(cell.elapsed_ms)
+    );
+    match cell.status {
+        Status::NotApplicable => "n/a".into(),
+        Status::Pass => format!("pass {figures}"),
+        Status::Incomplete => format!("part {figures}"),
+        Status::Failed => format!("FAIL {}", crate::report::short(cell.oracle)),
+        Status::Escaped => format!("ESCAPED {figures}"),
+        Status::Caught => format!("{} {figures}", crate::report::short(cell.oracle)),
+    }
+}
+
+/// The block for the terminal.
+pub fn render(args: &crate::report::Settings, cells: &[GeneratedCell], out: &mut String) {
+    if cells.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\ngenerated programs (shuttle: programs 0..{} x {} schedules, PCT depth 3 + random, until \
+         the first failure; loom: programs 0..{} that fit its 5 threads, exhaustive at bound {}). \
+         cell: oracle or verdict, programs, executions (to detection for bugs), wall time",
+        args.programs, args.schedules, args.loom_programs, args.loom_program_bound
+    );
+    let width = 34;
+    let _ = writeln!(out, "{:<8}{:<width$}{:<width$}", "", "shuttle", "loom");
+    let mut variants: Vec<&str> = Vec::new();
+    for cell in cells {
+        if !variants.contains(&cell.variant.as_str()) {
+            variants.push(&cell.variant);
+        }
+    }
+    for variant in variants {
+        let _ = write!(out, "{variant:<8}");
+        for checker in [Checker::Shuttle, Checker::Loom] {
+            let cell = cells
+                .iter()
+                .find(|c| c.checker == checker && c.variant == variant);
+            let _ = write!(out, "{:<width$}", cell.map_or("-".to_owned(), text));
+        }
+        let _ = writeln!(out);
+    }
+    for cell in cells.iter().filter(|c| c.note.is_some()) {
+        let _ = writeln!(
+            out,
+            "  n/a {} under {}: {}",
+            cell.variant,
+            cell.checker,
+            cell.note.as_deref().unwrap_or_default()
+        );
+    }
+}
