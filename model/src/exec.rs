@@ -30,7 +30,7 @@ use std::task::{Context, Poll, Waker};
 
 use serde::{Deserialize, Serialize};
 use wsdrain::probe::{Oracle, Violation};
-use wsdrain::transport::{Fault, MemoryTransport};
+use wsdrain::transport::{Fault, MemoryTransport, ServerConn};
 use wsdrain::{Client, ClientConfig, Error, Event, ManagerConfig, StreamManager, WorkspaceStream};
 
 use crate::{FaultKind, HandlerKind, Op, Program, task_name};
@@ -109,14 +109,20 @@ struct Sent {
     ok: bool,
 }
 
-/// The shared state of one execution. `std` locks only, never held across
-/// a facade operation (under the checkers every task runs on one OS thread).
+/// The shared state of one execution. What one task hands to another (the
+/// streams and connections its dials made) goes through facade mutexes:
+/// loom sees a value made in one thread and used in another as a data race
+/// unless a synchronisation it models orders them. What is read only at
+/// the end, after the joins, is behind `std` locks, never held across a
+/// facade operation (under the checkers every task runs on one OS thread).
 struct World {
     program: Program,
     transport: MemoryTransport,
     client: Client<MemoryTransport>,
     manager: Option<StreamManager>,
-    streams: Mutex<Vec<WorkspaceStream>>,
+    streams: wsdrain::sync::Mutex<Vec<WorkspaceStream>>,
+    /// The connections the program's own dials made, newest last.
+    conns: wsdrain::sync::Mutex<Vec<ServerConn>>,
     sent: Mutex<Vec<Sent>>,
 }
 
@@ -145,13 +151,18 @@ impl World {
             transport,
             client,
             manager,
-            streams: Mutex::default(),
+            streams: wsdrain::sync::Mutex::new(Vec::new()),
+            conns: wsdrain::sync::Mutex::new(Vec::new()),
             sent: Mutex::default(),
         }
     }
 
     fn newest(&self) -> Option<WorkspaceStream> {
-        lock(&self.streams).last().cloned()
+        self.streams.lock().last().cloned()
+    }
+
+    fn newest_conn(&self) -> Option<ServerConn> {
+        self.conns.lock().last().cloned()
     }
 
     fn handler(&self, kind: HandlerKind) -> impl wsdrain::Handler + use<> {
@@ -187,8 +198,18 @@ impl World {
             self.client.stream_workspace(handler).await
         };
         let outcome = Outcome::of_result(&result);
+        // The newest connection is this dial's, if it made one (under loom,
+        // which checks causality, a program has no concurrent dials: see
+        // `Program::fits_loom`): hand it on to the other tasks.
+        let newest = self.transport.connections().pop();
+        if let Some(conn) = newest {
+            let mut conns = self.conns.lock();
+            if !conns.iter().any(|c| c.id() == conn.id()) {
+                conns.push(conn);
+            }
+        }
         if let Ok(stream) = result {
-            lock(&self.streams).push(stream);
+            self.streams.lock().push(stream);
         }
         outcome
     }
@@ -202,7 +223,7 @@ impl World {
                 format!("{what} returned while {live} client task(s) still running"),
             );
         }
-        let streams = lock(&self.streams).clone();
+        let streams = self.streams.lock().clone();
         for stream in &streams {
             if ready_now(stream.wait()).is_none() {
                 violated(
@@ -270,7 +291,7 @@ impl World {
     }
 
     async fn apply(&self, task: usize, index: usize, op: Op) -> Outcome {
-        let newest_conn = || self.transport.connections().pop();
+        let newest_conn = || self.newest_conn();
         match op {
             Op::Stream { handler } => self.dial(handler, false).await,
             Op::StreamCancellable => self.dial(HandlerKind::Ignore, true).await,
@@ -407,7 +428,7 @@ impl World {
         }
         self.client.close().await;
         self.after_close("the second final Client::close()");
-        let streams = lock(&self.streams).clone();
+        let streams = self.streams.lock().clone();
         for stream in &streams {
             self.forgotten(stream);
         }

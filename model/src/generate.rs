@@ -226,19 +226,32 @@ fn random_op(source: &mut impl Source, manager: bool, fit: Fit) -> Op {
 
 /// One program from `source`.
 pub fn generate(source: &mut impl Source, fit: Fit) -> Program {
-    let (manager, mut tasks) = if source.ratio(1, 2) {
+    // loom explores few programs: mostly shapes, little else.
+    let shaped = match fit {
+        Fit::Loom => source.ratio(3, 4),
+        Fit::Any => source.ratio(1, 2),
+    };
+    let (manager, mut tasks) = if shaped {
         shape(source, fit)
     } else {
         let manager = fit == Fit::Any && source.ratio(1, 6);
         (manager, vec![Vec::new()])
     };
-    let max_tasks = if fit == Fit::Loom { 2 } else { 3 };
-    let want = 2 + source.below(max_tasks - 1);
+    // loom: one or two tasks (a shape with two streams, such as a
+    // disconnect racing a new stream, fits only alone); otherwise two or three.
+    let want = match fit {
+        Fit::Loom => 1 + source.below(2),
+        Fit::Any => 2 + source.below(2),
+    };
     while tasks.len() < want {
         tasks.push(Vec::new());
     }
-    // Sprinkle: 1-6 random ops over the tasks (an empty task gets one).
-    let extra = 1 + source.below(6);
+    // Sprinkle: 1-6 random ops over the tasks (loom: 0-2); an empty task
+    // gets one.
+    let extra = match fit {
+        Fit::Loom => source.below(3),
+        Fit::Any => 1 + source.below(6),
+    };
     for _ in 0..extra {
         let t = source.below(tasks.len());
         let at = source.below(tasks[t].len() + 1);
@@ -294,6 +307,20 @@ mod tests {
         for c in p.shrink_candidates() {
             assert!(c.valid());
             assert!(c.len() < p.len() || c.tasks.len() < p.tasks.len() || !c.manager);
+        }
+    }
+}
+
+#[cfg(test)]
+mod census {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn print_loom_programs() {
+        for i in 0..40 {
+            let p = Program::generate(i, Fit::Loom);
+            println!("{i}: {}", p.describe().replace('\n', " | "));
         }
     }
 }

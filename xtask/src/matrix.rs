@@ -52,11 +52,12 @@ pub struct VerifyArgs {
     pub schedules: usize,
     /// Generated programs: how many loom explores (those that fit its
     /// five threads).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 24)]
     #[serde(default = "default_loom_programs")]
     pub loom_programs: u64,
-    /// Generated programs: loom's preemption bound.
-    #[arg(long, default_value_t = 2)]
+    /// Generated programs: loom's preemption bound (at 2 one program can
+    /// take minutes).
+    #[arg(long, default_value_t = 1)]
     #[serde(default = "default_loom_program_bound")]
     pub loom_program_bound: usize,
     /// Parallel cell processes (default: the number of cores).
@@ -90,10 +91,10 @@ fn default_schedules() -> usize {
     100
 }
 fn default_loom_programs() -> u64 {
-    40
+    24
 }
 fn default_loom_program_bound() -> usize {
-    2
+    1
 }
 
 /// A checker by name, for the command line.
