@@ -146,7 +146,7 @@ pub fn report(failure: &Failure, bugs: Bugs, executions: usize) -> (String, Opti
 }
 
 /// The budget of one generated cell.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Budget {
     /// The first program's index.
     pub first: u64,
@@ -160,6 +160,19 @@ pub struct Budget {
     pub bound: usize,
     /// Wall-time limit of the cell.
     pub max: Duration,
+    /// Explore this program (e.g. a fuzz finding's file) instead of the
+    /// generated ones.
+    pub program: Option<Program>,
+}
+
+impl Budget {
+    /// Program `index` of this budget.
+    fn program(&self, index: u64, fit: Fit) -> Program {
+        match &self.program {
+            Some(program) => program.clone(),
+            None => Program::generate(index, fit),
+        }
+    }
 }
 
 fn strategies(index: u64, budget: &Budget) -> [Strategy; 2] {
@@ -214,6 +227,14 @@ pub fn run(bugs: Bugs, budget: Budget) -> CellResult {
 }
 
 fn hunt_shuttle(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResult {
+    let budget = Budget {
+        programs: if budget.program.is_some() {
+            1
+        } else {
+            budget.programs
+        },
+        ..budget
+    };
     let started = Instant::now();
     // The hook only captures: this run writes its result itself, after
     // shrinking (shuttle failures unwind; nothing aborts).
@@ -225,7 +246,7 @@ fn hunt_shuttle(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResul
             result.result = CellOutcome::Incomplete;
             break;
         }
-        let program = Program::generate(index, Fit::Any);
+        let program = budget.program(index, Fit::Any);
         programs += 1;
         for strategy in strategies(index, &budget) {
             let outcome = explore_program(&program, bugs, &strategy);
@@ -336,6 +357,14 @@ fn shrink(
 }
 
 fn hunt_loom(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResult {
+    let budget = Budget {
+        programs: if budget.program.is_some() {
+            1
+        } else {
+            budget.programs
+        },
+        ..budget
+    };
     let started = Instant::now();
     let mut total = 0;
     let mut programs = 0;
@@ -346,7 +375,7 @@ fn hunt_loom(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResult {
             result.result = CellOutcome::Incomplete;
             break;
         }
-        let program = Program::generate(index, Fit::Loom);
+        let program = budget.program(index, Fit::Loom);
         programs += 1;
         set_current(
             &program,

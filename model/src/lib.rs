@@ -260,6 +260,26 @@ impl Program {
         out
     }
 
+    /// The same program with every panicking handler ignoring its events
+    /// instead (for a harness that cannot survive a caught panic, such as
+    /// libfuzzer, which aborts on any).
+    pub fn without_handler_panics(mut self) -> Program {
+        for ops in &mut self.tasks {
+            for op in ops {
+                if *op
+                    == (Op::Stream {
+                        handler: HandlerKind::Panic,
+                    })
+                {
+                    *op = Op::Stream {
+                        handler: HandlerKind::Ignore,
+                    };
+                }
+            }
+        }
+        self
+    }
+
     /// One line per task, for reports.
     pub fn describe(&self) -> String {
         let mut out = String::new();

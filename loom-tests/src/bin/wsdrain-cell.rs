@@ -81,6 +81,10 @@ enum Command {
         /// Do not record the facade trace (faster; counterexamples lose it).
         #[arg(long)]
         no_trace: bool,
+        /// Explore this program file (JSON, e.g. a fuzz finding) instead
+        /// of the generated programs.
+        #[arg(long)]
+        program_file: Option<PathBuf>,
     },
     /// Replay a generated program's counterexample: its program file and
     /// its artifact (loom replay file or shuttle schedule).
@@ -244,10 +248,18 @@ fn run(command: Command) -> Result<(), String> {
             bound,
             max_seconds,
             no_trace,
+            program_file,
         } => {
             let bugs =
                 cell::parse_variant(&variant).ok_or(format!("unknown variant {variant:?}"))?;
             wsdrain::sync::trace::set_enabled(!no_trace);
+            let program = match program_file {
+                Some(file) => Some(wsdrain_model::Program::from_json(
+                    &std::fs::read_to_string(&file)
+                        .map_err(|e| format!("read {}: {e}", file.display()))?,
+                )?),
+                None => None,
+            };
             let budget = wsdrain_loom_tests::generated::Budget {
                 first,
                 programs,
@@ -255,6 +267,7 @@ fn run(command: Command) -> Result<(), String> {
                 seed,
                 bound,
                 max: Duration::from_secs(max_seconds),
+                program,
             };
             let result = wsdrain_loom_tests::generated::run(bugs, budget);
             cell::write_once(&result);
