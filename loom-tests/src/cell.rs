@@ -150,6 +150,10 @@ pub struct CellResult {
     /// Generated programs explored (the generated explorer's cells only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub programs: Option<u64>,
+    /// How many of the executions hit each of the scenario's race windows
+    /// (see [`crate::windows`]), in the scenario's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coverage: Vec<crate::windows::WindowHits>,
 }
 
 impl CellResult {
@@ -172,6 +176,7 @@ impl CellResult {
             artifact: None,
             replay: None,
             programs: None,
+            coverage: Vec::new(),
         }
     }
 
@@ -194,6 +199,8 @@ impl CellResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellCommand {
     args: Vec<String>,
+    /// Environment for the child process only (e.g. the listing style).
+    env: Vec<(String, String)>,
 }
 
 impl CellCommand {
@@ -207,6 +214,7 @@ impl CellCommand {
                 "--variant".into(),
                 variant.into(),
             ],
+            env: Vec::new(),
         }
     }
 
@@ -221,6 +229,7 @@ impl CellCommand {
                 variant.into(),
                 artifact.display().to_string(),
             ],
+            env: Vec::new(),
         }
     }
 
@@ -237,6 +246,7 @@ impl CellCommand {
                 "--programs".into(),
                 count.to_string(),
             ],
+            env: Vec::new(),
         }
     }
 
@@ -252,6 +262,7 @@ impl CellCommand {
                 variant.into(),
                 artifact.display().to_string(),
             ],
+            env: Vec::new(),
         }
     }
 
@@ -264,6 +275,7 @@ impl CellCommand {
     pub fn catalog() -> Self {
         Self {
             args: vec!["catalog".into()],
+            env: Vec::new(),
         }
     }
 
@@ -318,6 +330,22 @@ impl CellCommand {
         self.with("--seed", seed)
     }
 
+    /// List counterexamples in `style` (the child's `WSDRAIN_LISTING`).
+    pub fn listing(mut self, style: crate::listing::ListingStyle) -> Self {
+        self.env
+            .retain(|(key, _)| key != crate::listing::ListingStyle::ENV);
+        self.env.push((
+            crate::listing::ListingStyle::ENV.into(),
+            style.name().into(),
+        ));
+        self
+    }
+
+    /// The child's extra environment.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     /// The arguments.
     pub fn args(&self) -> &[String] {
         &self.args
@@ -326,6 +354,7 @@ impl CellCommand {
     fn output(&self, binary: &Path) -> Result<(String, String), String> {
         let output = Command::new(binary)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

@@ -6,8 +6,9 @@
 //!   executions each, until the first failure. A failure shrinks: first
 //!   the program (deletion passes: a task, an operation, the manager;
 //!   each candidate explored again with the same scheduler, seed and
-//!   budget, kept if the same oracle fires), then the schedule (PCT at the
-//!   smallest depth that still fails: the fewest priority change points).
+//!   budget, kept if the same oracle fires), then the schedule (replayed
+//!   with fewer context switches down to the fewest preemptions that still
+//!   fail, as the hand-written scenarios' failures are: `crate::shrink`).
 //! - loom: the programs that fit its five threads, each explored
 //!   exhaustively at the preemption bound given.
 //!
@@ -59,9 +60,9 @@ fn body(program: Program, bugs: Bugs) -> impl Fn() + Send + Sync + 'static {
     }
 }
 
-/// Explore `program` once with `strategy`.
+/// Explore `program` once with `strategy` (no schedule shrinking).
 pub fn explore_program(program: &Program, bugs: Bugs, strategy: &Strategy) -> Outcome {
-    harness::explore_body(body(program.clone(), bugs), strategy)
+    harness::explore_once(body(program.clone(), bugs), strategy)
 }
 
 /// Make `program` the current one, saved at `file` (a new file unless
@@ -116,9 +117,14 @@ pub fn report(failure: &Failure, bugs: Bugs, executions: usize) -> (String, Opti
         Some(c) => (c.program.describe(), Some(c.file.clone()), c.note.clone()),
         None => (String::new(), None, String::new()),
     };
+    let preemptions = failure
+        .preemptions
+        .as_deref()
+        .map(|p| format!(", {p}"))
+        .unwrap_or_default();
     let mut out = format!(
         "counterexample: {variant} / {SCENARIO_ID} generated program / {CHECKER}, found after \
-         {executions} execution(s){note}\n\
+         {executions} execution(s){preemptions}{note}\n\
          oracle: {oracle}\n\
          failure: {}\n\n\
          program ({} ops{}):\n{program}\n{}",
@@ -262,7 +268,7 @@ fn hunt_shuttle(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResul
                 let failure = outcome.failure.clone().expect("a shrunk failure fails");
                 let note = format!(
                     " (program {} of the budget, {} execution(s) into it; shrunk from {} to {} \
-                     ops; schedule: {})",
+                     ops; {})",
                     found.index,
                     found.total,
                     found.ops,
@@ -272,9 +278,15 @@ fn hunt_shuttle(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResul
                 let file = set_current(&program, bugs, None, note);
                 if let Some(artifact) = &failure.artifact {
                     let _ = std::fs::write(
-                        harness::found_after_path(artifact),
+                        harness::sidecar(artifact, harness::FOUND_AFTER),
                         outcome.executions.to_string(),
                     );
+                    if let Some(preemptions) = &failure.preemptions {
+                        let _ = std::fs::write(
+                            harness::sidecar(artifact, harness::PREEMPTIONS),
+                            preemptions,
+                        );
+                    }
                 }
                 let (report, replay) = report(&failure, bugs, outcome.executions);
                 result.result = CellOutcome::Caught;
@@ -308,7 +320,7 @@ struct Found {
 fn shrink(
     mut program: Program,
     bugs: Bugs,
-    mut strategy: Strategy,
+    strategy: Strategy,
     oracle: Option<Oracle>,
     mut outcome: Outcome,
 ) -> (Program, Strategy, Outcome) {
@@ -330,29 +342,17 @@ fn shrink(
         }
         break;
     }
-    // The fewest preemptions: PCT at a smaller depth, same seed and budget.
-    let (found_depth, iterations, seed) = match strategy {
-        Strategy::Pct {
-            depth,
-            iterations,
-            seed,
-        } => (depth, iterations, seed),
-        Strategy::Random { iterations, seed } => (usize::MAX, iterations, seed),
-        Strategy::Loom { .. } => return (program, strategy, outcome),
-    };
-    for depth in 1..found_depth.min(4) {
-        let candidate = Strategy::Pct {
-            depth,
-            iterations,
-            seed,
-        };
-        let out = explore_program(&program, bugs, &candidate);
-        if same(&out) {
-            strategy = candidate;
-            outcome = out;
-            break;
+    // Then the schedule: the fewest preemptions (replaying it with fewer
+    // context switches, as the hand-written scenarios' failures are).
+    #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+    let outcome = {
+        let shrunk = program.clone();
+        let mut outcome = harness::shrink_schedule(move || body(shrunk.clone(), bugs), outcome);
+        if let Some(failure) = &mut outcome.failure {
+            failure.preemptions = harness::shrunk_preemptions();
         }
-    }
+        outcome
+    };
     (program, strategy, outcome)
 }
 

@@ -11,6 +11,7 @@
 //! - `cargo xtask replay --checker loom --scenario S1 --bug H5 FILE`: replay
 //!   a counterexample.
 
+mod coverage;
 mod generated;
 mod html;
 mod matrix;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use wsdrain_loom_tests::listing::ListingStyle;
 
 #[derive(Parser)]
 #[command(about = "wsdrain's project commands")]
@@ -78,22 +80,10 @@ enum Command {
     },
 }
 
-/// The cell processes inherit the listing style through their environment.
-fn ask_cells_for_listing(style: &str) {
-    // SAFETY: called from `main` before any thread is started, so nothing
-    // reads the environment concurrently.
-    unsafe { std::env::set_var(wsdrain_loom_tests::listing::ListingStyle::ENV, style) };
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Verify(args) => {
-            if let Some(style) = &args.listing {
-                ask_cells_for_listing(style);
-            }
-            matrix::verify(&args)
-        }
+        Command::Verify(args) => matrix::verify(&args),
         Command::Merge { files, json } => matrix::merge(&files, &json),
         Command::Test { no_models } => matrix::test(no_models),
         Command::ReleaseCheck => release_check::run(),
@@ -105,15 +95,18 @@ fn main() -> ExitCode {
             artifact,
             listing,
         } => {
-            if let Some(style) = listing {
-                ask_cells_for_listing(&style);
-            }
             let target = match (&scenario, &program) {
                 (_, Some(program)) => matrix::ReplayTarget::Program(program),
                 (Some(scenario), None) => matrix::ReplayTarget::Scenario(scenario),
                 (None, None) => unreachable!("clap requires one"),
             };
-            matrix::replay(checker, target, bug.as_deref(), &artifact)
+            matrix::replay(
+                checker,
+                target,
+                bug.as_deref(),
+                &artifact,
+                listing.as_deref().and_then(ListingStyle::parse),
+            )
         }
     };
     match result {

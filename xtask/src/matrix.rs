@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use wsdrain_loom_tests::Scenario;
 use wsdrain_loom_tests::cell::{Catalog, CellCommand, CellResult, Checker};
+use wsdrain_loom_tests::listing::ListingStyle;
 
 use crate::progress::Progress;
 use crate::report::{self, Report};
@@ -184,7 +185,12 @@ pub(crate) fn jobs(
 ) -> Vec<Job> {
     let mut jobs = Vec::new();
     let per_scenario = (args.shuttle_executions / scenarios.len().max(1)).max(1);
+    let style = args.listing.as_deref().and_then(ListingStyle::parse);
     let mut push = |command: CellCommand, kind: JobKind| {
+        let command = match style {
+            Some(style) => command.listing(style),
+            None => command,
+        };
         jobs.push(Job {
             checker,
             command,
@@ -419,12 +425,28 @@ pub fn replay(
     target: ReplayTarget<'_>,
     bug: Option<&str>,
     artifact: &Path,
+    listing: Option<ListingStyle>,
 ) -> Result<bool, String> {
     let binary = build_cell(checker)?;
+    // Replay commands name the file relative to the workspace root.
+    let rooted = |file: &Path| {
+        if file.is_relative() && !file.exists() {
+            workspace_root().join(file)
+        } else {
+            file.to_owned()
+        }
+    };
+    let artifact = rooted(artifact);
     let variant = bug.unwrap_or("fixed");
     let command = match target {
-        ReplayTarget::Scenario(scenario) => CellCommand::replay(scenario, variant, artifact),
-        ReplayTarget::Program(program) => CellCommand::replay_program(program, variant, artifact),
+        ReplayTarget::Scenario(scenario) => CellCommand::replay(scenario, variant, &artifact),
+        ReplayTarget::Program(program) => {
+            CellCommand::replay_program(&rooted(program), variant, &artifact)
+        }
+    };
+    let command = match listing {
+        Some(style) => command.listing(style),
+        None => command,
     };
     let result = command.execute(&binary)?;
     match &result.report {
@@ -491,4 +513,30 @@ pub fn test(no_models: bool) -> Result<bool, String> {
         }
     }
     crate::release_check::run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listing_style_goes_to_every_cell_process_it_is_asked_for() {
+        let catalog = &crate::shard::tests::catalogs()[0];
+        let scenarios = [Scenario::S1CloseVsStream];
+        let plain = crate::shard::tests::args(&[]);
+        for job in jobs(Checker::Loom, catalog, &plain, &scenarios) {
+            assert!(job.command.env().is_empty(), "{:?}", job.command);
+        }
+        let single = crate::shard::tests::args(&["--listing", "single"]);
+        let jobs = jobs(Checker::Loom, catalog, &single, &scenarios);
+        assert!(!jobs.is_empty());
+        for job in jobs {
+            assert_eq!(
+                job.command.env(),
+                [(ListingStyle::ENV.to_owned(), "single".to_owned())],
+                "{:?}",
+                job.command
+            );
+        }
+    }
 }

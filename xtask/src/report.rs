@@ -126,6 +126,8 @@ pub struct Report {
     pub counterexamples: Vec<Counterexample>,
     /// The generated explorer's block (`crate::generated`).
     pub generated: Vec<crate::generated::GeneratedCell>,
+    /// Race-window coverage of the fixed-client runs.
+    pub coverage: Vec<crate::coverage::CoverageRow>,
     /// The cells and settings it was built from (what `merge` reads).
     pub run: Option<crate::shard::RunRecord>,
 }
@@ -326,6 +328,7 @@ impl Report {
             &mut problems,
             &mut counterexamples,
         );
+        let coverage = crate::coverage::build(&results, scenarios, &mut problems);
 
         // Budgets, as figures.
         let mut largest_bounds = Vec::new();
@@ -435,6 +438,7 @@ impl Report {
             budgets,
             largest_bounds,
             counterexamples,
+            coverage,
             run: None,
         }
     }
@@ -547,6 +551,7 @@ pub fn render(report: &Report) -> String {
         }
     }
     crate::generated::render(&report.settings, &report.generated, &mut out);
+    out.push_str(&crate::coverage::render(&report.coverage));
     let _ = writeln!(out, "\nbudgets (this machine: {} cores):", report.cores);
     for line in &report.budgets {
         let _ = writeln!(out, "  - {line}");
