@@ -18,7 +18,7 @@ pub fn allowed(program: &Program, task: usize, index: usize, earlier: &[Outcome]
     let op = program.tasks[task][index];
     let before = &program.tasks[task][..index];
     // A Client::close() of this task returned before this op ran.
-    let closed_before = before.iter().any(|op| *op == Op::ClientClose);
+    let closed_before = before.contains(&Op::ClientClose);
     let has_fault = |f: FaultKind| program.ops().any(|(_, _, op)| op == Op::Fault { fault: f });
     match op {
         Op::Stream { .. } | Op::StreamCancellable => {

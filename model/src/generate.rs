@@ -258,10 +258,9 @@ pub fn generate(source: &mut impl Source, fit: Fit) -> Program {
         let op = random_op(source, manager, fit);
         tasks[t].insert(at, op);
     }
-    for t in 0..tasks.len() {
-        if tasks[t].is_empty() {
-            let op = random_op(source, manager, fit);
-            tasks[t].push(op);
+    for task in &mut tasks {
+        if task.is_empty() {
+            task.push(random_op(source, manager, fit));
         }
     }
     let mut program = Program { manager, tasks };
