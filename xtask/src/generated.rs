@@ -246,3 +246,79 @@ pub fn render(args: &crate::report::Settings, cells: &[GeneratedCell], out: &mut
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::tests::{args, catalogs};
+
+    fn result(checker: Checker, variant: &str, caught: bool, programs: u64) -> CellResult {
+        let mut r = CellResult::new(checker, ID, variant.into(), "generated".into());
+        r.programs = Some(programs);
+        r.executions = 100 * programs as usize;
+        if caught {
+            r.result = CellOutcome::Caught;
+            r.oracle = Some(Oracle::DrainBarrier);
+            r.report = Some(format!("counterexample: {variant} / G generated program"));
+        }
+        r
+    }
+
+    #[test]
+    fn the_block_has_every_variant_and_an_escape_is_a_problem() {
+        let args = args(&["--scenario", "G", "--programs", "500"]);
+        assert!(selected(&args));
+        let catalogs = catalogs();
+        let shuttle = &catalogs[1];
+        assert_eq!(shuttle.checker, Checker::Shuttle);
+        let jobs = jobs(Checker::Shuttle, shuttle, &args);
+        // Two chunks of the fixed client's 500 programs, one job per bug.
+        assert_eq!(jobs.len(), 2 + shuttle.bugs.len());
+        let mut results: Vec<(Job, CellResult)> = Vec::new();
+        for job in jobs {
+            let argv = job.command.args().to_vec();
+            let variant = argv[2].clone();
+            let r = result(Checker::Shuttle, &variant, variant == "H1", 250);
+            results.push((job, r));
+        }
+        let (mut problems, mut examples) = (Vec::new(), Vec::new());
+        let cells = build(
+            &args,
+            &catalogs[1..],
+            &results,
+            &mut problems,
+            &mut examples,
+        );
+        let fixed = cells.iter().find(|c| c.variant == "fixed").unwrap();
+        assert_eq!((fixed.status, fixed.programs), (Status::Pass, 500));
+        let h1 = cells.iter().find(|c| c.variant == "H1").unwrap();
+        assert_eq!(
+            (h1.status, h1.programs, h1.executions),
+            (Status::Caught, 250, 25_000)
+        );
+        assert_eq!(examples.len(), 1);
+        // H2 and H8 were not caught: escapes, each a problem.
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let mut out = String::new();
+        let settings = crate::report::Report::build(
+            &args,
+            &[],
+            &catalogs[1..],
+            results.clone(),
+            std::time::Duration::ZERO,
+        )
+        .settings;
+        render(&settings, &cells, &mut out);
+        assert!(
+            out.contains("generated programs") && out.contains("ESCAPED"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_scenario_filter_without_g_leaves_the_block_out() {
+        let args = args(&[]);
+        assert!(!selected(&args));
+        assert!(jobs(Checker::Shuttle, &catalogs()[1], &args).is_empty());
+    }
+}
