@@ -247,6 +247,59 @@ pub fn render(args: &crate::report::Settings, cells: &[GeneratedCell], out: &mut
     }
 }
 
+/// The block in the HTML report.
+pub fn html(out: &mut String, settings: &crate::report::Settings, cells: &[GeneratedCell]) {
+    use crate::html::esc;
+    if cells.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<h2>Generated programs</h2>\n<p class=\"meta\">shuttle: programs 0..{} x {} schedules \
+         (PCT depth 3 + random); loom: programs 0..{} that fit its five threads, bound {}. Cell: \
+         oracle or verdict, programs, executions (to detection for bugs), wall time.</p>\n\
+         <table class=\"matrix\">\n<tr><th>variant</th><th>shuttle</th><th>loom</th></tr>",
+        settings.programs, settings.schedules, settings.loom_programs, settings.loom_program_bound
+    );
+    let mut variants: Vec<&str> = Vec::new();
+    for cell in cells {
+        if !variants.contains(&cell.variant.as_str()) {
+            variants.push(&cell.variant);
+        }
+    }
+    for variant in variants {
+        let _ = write!(out, "<tr><th>{}</th>", esc(variant));
+        for checker in [Checker::Shuttle, Checker::Loom] {
+            let cell = cells
+                .iter()
+                .find(|c| c.checker == checker && c.variant == variant);
+            let (class, text, title) = match cell {
+                None => ("na", "-".to_owned(), String::new()),
+                Some(c) => (
+                    match c.status {
+                        Status::Pass => "pass",
+                        Status::Caught => "caught",
+                        Status::Incomplete => "incomplete",
+                        Status::Failed => "FAILED",
+                        Status::Escaped => "ESCAPED",
+                        Status::NotApplicable => "na",
+                    },
+                    text(c),
+                    c.note.clone().unwrap_or_default(),
+                ),
+            };
+            let _ = write!(
+                out,
+                "<td class=\"{class}\" title=\"{}\">{}</td>",
+                esc(&title),
+                esc(&text)
+            );
+        }
+        let _ = writeln!(out, "</tr>");
+    }
+    let _ = writeln!(out, "</table>");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
