@@ -1,6 +1,7 @@
 //! The generated explorer (`wsdrain-cell generated`): the fixed client
 //! passes the first programs; a catalog bug is caught, shrunk, and its
 //! counterexample replays to the same report.
+#![cfg(any(wsdrain_loom, wsdrain_shuttle))]
 
 use std::path::Path;
 
