@@ -3,7 +3,7 @@
 //! ([`crate::expect`]), the oracles checked after every `Client::close()`
 //! and at the end of the execution. The same async task bodies run on
 //! tokio ([`run_tokio`]) and, in model builds, on loom or shuttle threads
-//! ([`run_model`]).
+//! (`run_model`, in model builds).
 //!
 //! Oracles (a violation panics with a typed [`Violation`], as the client's
 //! probe does; the probe itself judges drain-barrier, no-orphan and
