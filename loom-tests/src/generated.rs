@@ -60,9 +60,14 @@ fn body(program: Program, bugs: Bugs) -> impl Fn() + Send + Sync + 'static {
     }
 }
 
+/// The harness's form of one execution of `program`.
+fn execution(program: &Program, bugs: Bugs) -> harness::Program {
+    harness::Program::new(body(program.clone(), bugs))
+}
+
 /// Explore `program` once with `strategy` (no schedule shrinking).
 pub fn explore_program(program: &Program, bugs: Bugs, strategy: &Strategy) -> Outcome {
-    harness::explore_once(body(program.clone(), bugs), strategy)
+    harness::explore_program(&execution(program, bugs), strategy)
 }
 
 /// Make `program` the current one, saved at `file` (a new file unless
@@ -346,8 +351,7 @@ fn shrink(
     // context switches, as the hand-written scenarios' failures are).
     #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
     let outcome = {
-        let shrunk = program.clone();
-        let mut outcome = harness::shrink_schedule(move || body(shrunk.clone(), bugs), outcome);
+        let mut outcome = harness::shrink_schedule(&execution(&program, bugs), outcome);
         if let Some(failure) = &mut outcome.failure {
             failure.preemptions = harness::shrunk_preemptions();
         }
@@ -446,7 +450,7 @@ pub fn replay(program_file: &Path, bugs: Bugs, artifact: &Path) -> Result<CellRe
         started,
         executions_before: 0,
     }));
-    let outcome = harness::replay_body(body(program, bugs), artifact);
+    let outcome = harness::replay_cell(&execution(&program, bugs), artifact);
     cell::set_pending(None);
     result.executions = outcome.executions;
     result.elapsed_ms = cell::ms(started.elapsed());

@@ -67,6 +67,10 @@ pub struct Failure {
     /// Its preemptions, as the heading says them ("2 preemption(s)",
     /// "1 preemption(s), shrunk from 9"), when known.
     pub preemptions: Option<String>,
+    /// loom: what the search for a sequentially consistent execution of
+    /// the same failure found, when the first one was weak (see
+    /// [`crate::sc_search`]).
+    pub memory_note: Option<String>,
 }
 
 /// What an exploration found.
@@ -136,12 +140,21 @@ pub fn install_panic_hook() {
             // failure was shrunk (`explore`, `replay`).
             if is_first
                 && cfg!(wsdrain_loom)
+                && !sc_searching()
                 && let (Some(pending), Some(captured)) = (crate::cell::pending(), captured)
             {
                 crate::cell::write_once(&caught(pending, captured));
             }
         }));
     });
+}
+
+/// Whether loom's SC search runs (its failures are its own, not the cell's).
+fn sc_searching() -> bool {
+    #[cfg(wsdrain_loom)]
+    return crate::sc_search::searching();
+    #[cfg(not(wsdrain_loom))]
+    false
 }
 
 /// The result of a cell whose run just failed with `message`.
@@ -178,6 +191,16 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
         }
         preemptions
     };
+    // The SC search (which runs after this, see `explore`) leaves its note
+    // next to the artifact it reports.
+    let memory_note = if replaying {
+        result
+            .artifact
+            .as_deref()
+            .and_then(|a| read_sidecar(a, MEMORY_NOTE))
+    } else {
+        None
+    };
     let failure = Failure {
         oracle: oracle.or_else(|| Oracle::classify(&message)),
         message,
@@ -185,6 +208,7 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
         listing,
         artifact: artifact.clone(),
         preemptions,
+        memory_note,
     };
     result.result = CellOutcome::Caught;
     result.executions = executions;
@@ -220,13 +244,26 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
     result.report = Some(report);
     result.replay = replay;
     result.artifact = artifact;
+    *CAUGHT.lock().unwrap_or_else(|p| p.into_inner()) = Some((result.clone(), found_after));
     result
+}
+
+/// The cell result the panic hook wrote last, and the execution count its
+/// heading says: the SC search rewrites it (see [`crate::sc_search`]).
+static CAUGHT: Mutex<Option<(crate::cell::CellResult, usize)>> = Mutex::new(None);
+
+/// The cell result written at the failure, if any, and its "found after".
+#[cfg_attr(not(wsdrain_loom), allow(dead_code))]
+pub(crate) fn caught_result() -> Option<(crate::cell::CellResult, usize)> {
+    CAUGHT.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// The sidecar holding the execution count the failure was found at.
 pub(crate) const FOUND_AFTER: &str = "found-after";
 /// The sidecar holding the failure's preemptions, as its heading says them.
 pub(crate) const PREEMPTIONS: &str = "preemptions";
+/// The sidecar holding the SC search's note (see [`crate::sc_search`]).
+pub(crate) const MEMORY_NOTE: &str = "memory";
 
 /// Where a fact about a failure is kept for its replay, next to its artifact.
 pub(crate) fn sidecar(artifact: &Path, what: &str) -> PathBuf {
@@ -302,35 +339,86 @@ fn payload_text(payload: &(dyn Any + Send)) -> String {
 
 /// Explore `scenario` with `bugs` switched on. A shuttle failure is shrunk
 /// to its fewest preemptions (see [`crate::shrink`]) before it is reported.
+///
+/// loom: when the failure found first is a weak-memory execution (its
+/// listing has stale reads no order explains), the same cell is explored
+/// again with every atomic sequentially consistent, within a budget, for a
+/// sequentially consistent execution of the same failure (see
+/// [`crate::sc_search`]).
 pub fn explore(scenario: Scenario, bugs: Bugs, strategy: &Strategy) -> Outcome {
-    explore_body(|| scenario_body(scenario, bugs), strategy)
-}
-
-/// One execution of `scenario`.
-fn scenario_body(scenario: Scenario, bugs: Bugs) -> impl Fn() + Send + Sync + 'static {
-    move || {
-        scenario.run(bugs);
-        crate::windows::record(scenario);
-    }
-}
-
-/// Explore the executions `make` makes (a scenario's, or a generated
-/// program's: see [`crate::generated`]); a shuttle failure is shrunk to its
-/// fewest preemptions, replaying `make`'s executions.
-pub fn explore_body<B: Fn() + Send + Sync + 'static>(
-    make: impl Fn() -> B,
-    strategy: &Strategy,
-) -> Outcome {
-    let outcome = run(make(), |body| run_checker(strategy, body));
+    let program = Program::scenario(scenario, bugs);
+    let outcome = run_program(&program, |body| run_checker(strategy, body));
+    #[cfg(wsdrain_loom)]
+    let outcome = crate::sc_search::follow_up(&program, strategy, outcome);
     #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
-    let outcome = shrunk(&make, outcome);
+    let outcome = shrunk(&program, outcome);
     outcome
 }
 
-/// Explore without shrinking the schedule (the generated explorer shrinks
-/// its program first, then the schedule with [`shrink_schedule`]).
-pub fn explore_once(body: impl Fn() + Send + Sync + 'static, strategy: &Strategy) -> Outcome {
-    run(body, |body| run_checker(strategy, body))
+/// What an exploration runs: one execution of a scenario of the catalog,
+/// or of a small program (the harness's own tests).
+#[derive(Clone)]
+pub struct Program(std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl Program {
+    /// `scenario` with `bugs` switched on, its race windows recorded.
+    pub fn scenario(scenario: Scenario, bugs: Bugs) -> Program {
+        Program(std::sync::Arc::new(move || {
+            scenario.run(bugs);
+            crate::windows::record(scenario);
+        }))
+    }
+
+    /// Any program over the sync facade (one execution of it; each starts
+    /// a fresh trace).
+    pub fn new(body: impl Fn() + Send + Sync + 'static) -> Program {
+        Program(std::sync::Arc::new(move || {
+            wsdrain::sync::trace::reset();
+            body();
+        }))
+    }
+
+    /// Run one execution (inside a checker's model).
+    pub fn run(&self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Program")
+    }
+}
+
+/// [`explore`] for any program: loom runs the same SC search after a weak
+/// failure (no shrinking under shuttle, no cell result written).
+pub fn explore_program(program: &Program, strategy: &Strategy) -> Outcome {
+    let outcome = run_program(program, |body| run_checker(strategy, body));
+    #[cfg(wsdrain_loom)]
+    let outcome = crate::sc_search::follow_up(program, strategy, outcome);
+    outcome
+}
+
+/// [`replay`] for any program.
+pub fn replay_program(program: &Program, artifact: &Path) -> Outcome {
+    let mut outcome = run_program(program, |body| {
+        (
+            replay_checker(artifact, body),
+            Some(artifact.to_owned()),
+            false,
+        )
+    });
+    if let Some(failure) = &mut outcome.failure {
+        failure.memory_note = read_sidecar(artifact, MEMORY_NOTE);
+    }
+    outcome
+}
+
+/// Shrink a shuttle failure of `program` to its fewest preemptions, as
+/// [`explore`] does (the generated explorer shrinks its program first).
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+pub fn shrink_schedule(program: &Program, outcome: Outcome) -> Outcome {
+    shrunk(program, outcome)
 }
 
 /// The preemptions of the failure [`shrink_schedule`] just shrank, as a
@@ -340,25 +428,19 @@ pub fn shrunk_preemptions() -> Option<String> {
     found_preemptions(None)
 }
 
-/// Shrink a shuttle failure's schedule to its fewest preemptions (as
-/// [`explore`] does), replaying the executions `make` makes.
-#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
-pub fn shrink_schedule<B: Fn() + Send + Sync + 'static>(
-    make: impl Fn() -> B,
-    outcome: Outcome,
-) -> Outcome {
-    shrunk(&make, outcome)
+/// [`replay_program`] for a cell: a shuttle failure's result is written at
+/// the end, as [`replay`] writes a scenario's.
+pub fn replay_cell(program: &Program, artifact: &Path) -> Outcome {
+    let outcome = replay_program(program, artifact);
+    #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+    write_shuttle_result(&outcome);
+    outcome
 }
 
 /// Replay a failure from its artifact (the loom replay file, or the shuttle
 /// schedule): reruns the failing execution, which is the last one run.
 pub fn replay(scenario: Scenario, bugs: Bugs, artifact: &Path) -> Outcome {
-    replay_body(scenario_body(scenario, bugs), artifact)
-}
-
-/// Replay one execution body from its artifact, as [`replay`] does.
-pub fn replay_body(body: impl Fn() + Send + Sync + 'static, artifact: &Path) -> Outcome {
-    let outcome = run(body, |body| {
+    let outcome = run(scenario, bugs, |body| {
         (
             replay_checker(artifact, body),
             Some(artifact.to_owned()),
@@ -392,7 +474,7 @@ fn shrunk_now() -> Option<ShrunkSchedule> {
 /// preemptions, keep the smallest that fails the same oracle, and write the
 /// cell's result with it.
 #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
-fn shrunk<B: Fn() + Send + Sync + 'static>(make: &impl Fn() -> B, outcome: Outcome) -> Outcome {
+fn shrunk(program: &Program, outcome: Outcome) -> Outcome {
     use std::sync::Arc;
 
     use crate::shrink::{self, Attempt, Taken};
@@ -411,7 +493,7 @@ fn shrunk<B: Fn() + Send + Sync + 'static>(make: &impl Fn() -> B, outcome: Outco
             let seed = guide.seed;
             let taken = Arc::new(Mutex::new(Taken::default()));
             let recorded = taken.clone();
-            let out = run(make(), move |body| guided_checker(guide, recorded, body));
+            let out = run_program(program, move |body| guided_checker(guide, recorded, body));
             let taken = taken.lock().unwrap_or_else(|p| p.into_inner()).clone();
             // shuttle skips persisting a schedule as long as the last one
             // it persisted: the candidate's schedule is written here.
@@ -494,15 +576,25 @@ fn guided_checker(
 /// Run the scenario's executions through `check`, counting them and turning
 /// the first panic into a [`Failure`].
 fn run(
-    execution: impl Fn() + Send + Sync + 'static,
+    scenario: Scenario,
+    bugs: Bugs,
+    check: impl FnOnce(Box<dyn Fn() + Send + Sync>) -> RunResult,
+) -> Outcome {
+    run_program(&Program::scenario(scenario, bugs), check)
+}
+
+/// [`run`] for any program.
+pub(crate) fn run_program(
+    program: &Program,
     check: impl FnOnce(Box<dyn Fn() + Send + Sync>) -> RunResult,
 ) -> Outcome {
     install_panic_hook();
     EXECUTIONS.store(0, Ordering::SeqCst);
     *FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let program = program.0.clone();
     let body = Box::new(move || {
         EXECUTIONS.fetch_add(1, Ordering::SeqCst);
-        execution();
+        program();
     });
     let start = Instant::now();
     let (result, artifact, incomplete) = check(body);
@@ -529,6 +621,7 @@ fn run(
             listing,
             artifact,
             preemptions: None,
+            memory_note: None,
         }
     });
     Outcome {
@@ -539,7 +632,7 @@ fn run(
     }
 }
 
-type RunResult = (std::thread::Result<()>, Option<PathBuf>, bool);
+pub(crate) type RunResult = (std::thread::Result<()>, Option<PathBuf>, bool);
 
 /// How often (in executions) a loom exploration saves its checkpoint.
 #[cfg(wsdrain_loom)]
@@ -555,17 +648,35 @@ struct ReplayMeta {
     bound: Option<usize>,
     execution: usize,
     interval: usize,
+    /// Whether it was found with every atomic forced to `SeqCst` (the SC
+    /// search): the replay forces it too.
+    #[serde(default)]
+    seq_cst: bool,
 }
 
 /// Called at the failure: record where in the exploration it happened, in
 /// the file that is the counterexample's replay artifact.
 #[cfg(wsdrain_loom)]
 fn save_replay_meta(checkpoint: &Path, bound: Option<usize>) -> PathBuf {
+    save_replay_meta_of(checkpoint, bound, EXECUTIONS.load(Ordering::SeqCst), false)
+}
+
+/// Write the replay file of the failure at `execution` of an exploration
+/// at `bound` that kept `checkpoint` (`seq_cst`: with every atomic forced
+/// to `SeqCst`).
+#[cfg(wsdrain_loom)]
+pub(crate) fn save_replay_meta_of(
+    checkpoint: &Path,
+    bound: Option<usize>,
+    execution: usize,
+    seq_cst: bool,
+) -> PathBuf {
     let meta = ReplayMeta {
         checkpoint: checkpoint.to_owned(),
         bound,
-        execution: EXECUTIONS.load(Ordering::SeqCst),
+        execution,
         interval: CHECKPOINT_INTERVAL,
+        seq_cst,
     };
     let path = checkpoint.with_extension("replay.json");
     if let Ok(json) = serde_json::to_string_pretty(&meta) {
@@ -584,11 +695,35 @@ fn run_checker(strategy: &Strategy, body: impl Fn() + Send + Sync + 'static) -> 
     else {
         panic!("this build has loom; shuttle strategies need --cfg wsdrain_shuttle");
     };
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = *preemption_bound;
-    builder.max_duration = *max_duration;
-    builder.max_branches = 10_000;
     *ARTIFACT.lock().unwrap_or_else(|p| p.into_inner()) = checkpoint.clone();
+    loom_check(
+        *preemption_bound,
+        *max_duration,
+        None,
+        checkpoint.as_deref(),
+        body,
+    )
+}
+
+/// One loom exploration: at `preemption_bound`, stopping after
+/// `max_duration` or `max_executions`, keeping `checkpoint`.
+#[cfg(wsdrain_loom)]
+pub(crate) fn loom_check(
+    preemption_bound: Option<usize>,
+    max_duration: Option<Duration>,
+    max_executions: Option<usize>,
+    checkpoint: Option<&Path>,
+    body: impl Fn() + Send + Sync + 'static,
+) -> RunResult {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = preemption_bound;
+    builder.max_duration = max_duration;
+    builder.max_branches = 10_000;
+    if let Some(max) = max_executions {
+        // loom checks its limits every `checkpoint_interval` executions.
+        builder.checkpoint_interval = CHECKPOINT_INTERVAL;
+        builder.max_permutations = Some(max);
+    }
     if let Some(path) = checkpoint {
         // A fresh exploration: loom would resume from an existing file.
         let _ = std::fs::remove_file(path);
@@ -596,13 +731,13 @@ fn run_checker(strategy: &Strategy, body: impl Fn() + Send + Sync + 'static) -> 
         // execution about to run. A failure at execution k then replays from
         // the last checkpoint in at most CHECKPOINT_INTERVAL executions (see
         // `replay_checker`); writing it every execution would cost 5-10x.
-        builder.checkpoint_file = Some(path.clone());
+        builder.checkpoint_file = Some(path.to_owned());
         builder.checkpoint_interval = CHECKPOINT_INTERVAL;
     }
     let start = Instant::now();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.check(body)));
     let incomplete = max_duration.is_some_and(|d| start.elapsed() >= d);
-    (result, checkpoint.clone(), incomplete)
+    (result, checkpoint.map(Path::to_owned), incomplete)
 }
 
 #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
@@ -696,7 +831,12 @@ fn replay_checker(
     };
     // loom stops *before* execution number `max_permutations`.
     builder.max_permutations = Some(runs + 1);
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.check(body)))
+    // Found by the SC search: replayed with every atomic SeqCst again.
+    let forced = wsdrain::sync::atomic::seq_cst_forced();
+    wsdrain::sync::atomic::force_seq_cst(meta.seq_cst);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.check(body)));
+    wsdrain::sync::atomic::force_seq_cst(forced);
+    result
 }
 
 #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
@@ -819,10 +959,15 @@ impl Failure {
             .as_deref()
             .map(|p| format!(", {p}"))
             .unwrap_or_default();
+        let memory = self
+            .memory_note
+            .as_deref()
+            .map(|note| format!("memory: {note}\n"))
+            .unwrap_or_default();
         let mut out = format!(
             "counterexample: {variant} / {scenario} / {checker}, found after {executions} execution(s){preemptions}\n\
              oracle: {oracle}\n\
-             failure: {}\n\n{}",
+             failure: {}\n{memory}\n{}",
             self.message, self.trace
         );
         if self.listing.is_weak() {

@@ -23,6 +23,8 @@ pub mod generated;
 pub mod harness;
 pub mod listing;
 pub mod oracles;
+#[cfg(wsdrain_loom)]
+pub mod sc_search;
 pub mod scenarios;
 #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
 pub mod shrink;
