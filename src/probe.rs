@@ -67,6 +67,10 @@ pub enum Oracle {
     /// A managed stream ended (not by `stop()`) and the manager neither
     /// reconnected nor said why not. Judged by the harness.
     ManagerPromise,
+    /// An operation of a generated program returned an outcome outside
+    /// the reference model's allowed set (`wsdrain-model`). Judged by the
+    /// harness.
+    Model,
 }
 
 impl Oracle {
@@ -82,6 +86,7 @@ impl Oracle {
             Oracle::ReadyAtBarrier => "ready-at-barrier",
             Oracle::InputHonesty => "input-honesty",
             Oracle::ManagerPromise => "manager-promise",
+            Oracle::Model => "model",
         }
     }
 
@@ -98,6 +103,7 @@ impl Oracle {
             Oracle::ReadyAtBarrier,
             Oracle::InputHonesty,
             Oracle::ManagerPromise,
+            Oracle::Model,
         ] {
             if message.contains(&format!("oracle[{}]", oracle.name())) {
                 return Some(oracle);

@@ -578,6 +578,56 @@ fn floats_in_unknown_fields_survive_decode_encode() {
 }
 
 // ---------------------------------------------------------------------------
+// The generated concurrent programs (wsdrain-model), on real tokio
+// ---------------------------------------------------------------------------
+
+/// Run a generated program (the operation model `cargo xtask verify`
+/// explores under shuttle and loom) on a paused current-thread runtime or
+/// on two workers; a hang fails after a bounded time.
+fn run_program(multi_thread: bool, program: &wsdrain_model::Program) {
+    let rt = if multi_thread {
+        Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+    } else {
+        Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+    }
+    .expect("runtime");
+    rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            wsdrain_model::exec::run_tokio(program, base_config()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the program hung:\n{}", program.describe()))
+    });
+}
+
+proptest! {
+    #![proptest_config(Config {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..Config::default()
+    })]
+
+    /// Generated programs of 1-3 concurrent tasks (the strategy shrinks a
+    /// failure to fewer tasks and operations) on the paused runtime.
+    #[test]
+    fn generated_programs_current_thread(program in wsdrain_model::strategy::program()) {
+        run_program(false, &program);
+    }
+
+    /// The same on two worker threads (real parallelism).
+    #[test]
+    fn generated_programs_multi_thread(program in wsdrain_model::strategy::program()) {
+        run_program(true, &program);
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The historical bugs: this test must find them
 // ---------------------------------------------------------------------------
 

@@ -7,14 +7,25 @@
 //! Every input is bounded: at most `MAX_OPS` operations, every await under a
 //! timeout (on the paused clock a deadlock times out at once).
 //!
-//! `cargo +nightly fuzz fmt op_model <artifact>` prints the sequence.
+//! The same bytes also run as a generated concurrent program
+//! (`wsdrain_model::Program::from_bytes`, the programs `cargo xtask verify`
+//! explores under shuttle and loom); a failure there prints the program
+//! file and the command that explores it under shuttle.
+//!
+//! `cargo +nightly fuzz fmt op_model <artifact>` prints the input's bytes.
 
 #![no_main]
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use wsdrain::ClientConfig;
-use wsdrain_fuzz::ops::{Down, Harness, Input, MAX_CLIENTS, Model, Op, Race, message, text_frame};
+use wsdrain_fuzz::ops::{
+    Down, Harness, Input, MAX_CLIENTS, Model, Op, Race, STEP, message, text_frame,
+};
+use std::sync::{Mutex, Once};
+
+use wsdrain_model::Program;
+use wsdrain_model::exec::run_tokio;
 
 /// At most this many operations per input.
 const MAX_OPS: usize = 40;
@@ -167,7 +178,63 @@ fn op(u: &mut Unstructured, model: &Model) -> Result<Op> {
     Ok(if model.valid(&op) { op } else { Op::Yield })
 }
 
-fuzz_target!(|ops: Ops| {
+/// The program being run, for the panic hook.
+static CURRENT: Mutex<Option<Program>> = Mutex::new(None);
+
+/// libfuzzer aborts the process on any panic: first save the program that
+/// failed and say how to explore it under shuttle.
+fn install_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let abort = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let program = CURRENT.lock().ok().and_then(|p| p.clone());
+            if let Some(program) = program {
+                let file = std::env::temp_dir()
+                    .join(format!("wsdrain-op-model-{}.program.json", std::process::id()));
+                let _ = std::fs::write(&file, program.to_json());
+                eprintln!(
+                    "op_model: the generated program failed:\n{}program file: {}\n\
+                     explore it under shuttle: RUSTFLAGS=\"--cfg wsdrain_shuttle --cfg wsdrain_bugs\" \
+                     CARGO_TARGET_DIR=target/shuttle cargo run --release -p wsdrain-loom-tests \
+                     --bin wsdrain-cell -- generated --program-file {}",
+                    program.describe(),
+                    file.display(),
+                    file.display()
+                );
+            }
+            abort(info);
+        }));
+    });
+}
+
+/// The same bytes as a generated concurrent program (`wsdrain-model`, the
+/// programs `cargo xtask verify` explores under shuttle and loom), run on
+/// the paused runtime: one schedule here, every schedule there. A handler
+/// panic (an injected fault the client catches) would abort libfuzzer, so
+/// those handlers ignore their events here; the checkers explore them.
+fn run_program(data: &[u8]) {
+    install_hook();
+    let program = Program::from_bytes(data).without_handler_panics();
+    *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = Some(program.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        tokio::time::timeout(STEP * 20, run_tokio(&program, ClientConfig::default()))
+            .await
+            .expect("the generated program hung")
+    });
+    *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = None;
+}
+
+fuzz_target!(|data: &[u8]| {
+    run_program(data);
+    let Ok(ops) = Ops::arbitrary_take_rest(Unstructured::new(data)) else {
+        return;
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)

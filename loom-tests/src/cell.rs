@@ -147,6 +147,9 @@ pub struct CellResult {
     pub artifact: Option<PathBuf>,
     /// The command that replays it.
     pub replay: Option<String>,
+    /// Generated programs explored (the generated explorer's cells only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programs: Option<u64>,
     /// How many of the executions hit each of the scenario's race windows
     /// (see [`crate::windows`]), in the scenario's order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -172,6 +175,7 @@ impl CellResult {
             listing: None,
             artifact: None,
             replay: None,
+            programs: None,
             coverage: Vec::new(),
         }
     }
@@ -227,6 +231,44 @@ impl CellCommand {
             ],
             env: Vec::new(),
         }
+    }
+
+    /// Explore generated programs `first..first + count` with `variant`
+    /// (see `crate::generated`).
+    pub fn generated(variant: &str, first: u64, count: u64) -> Self {
+        Self {
+            args: vec![
+                "generated".into(),
+                "--variant".into(),
+                variant.into(),
+                "--first".into(),
+                first.to_string(),
+                "--programs".into(),
+                count.to_string(),
+            ],
+            env: Vec::new(),
+        }
+    }
+
+    /// Replay a generated program's counterexample from its program file
+    /// and artifact.
+    pub fn replay_program(program: &Path, variant: &str, artifact: &Path) -> Self {
+        Self {
+            args: vec![
+                "replay-program".into(),
+                "--program".into(),
+                program.display().to_string(),
+                "--variant".into(),
+                variant.into(),
+                artifact.display().to_string(),
+            ],
+            env: Vec::new(),
+        }
+    }
+
+    /// shuttle: schedules per generated program.
+    pub fn schedules(self, schedules: usize) -> Self {
+        self.with("--schedules", schedules)
     }
 
     /// Print the bug catalog of this build ([`Catalog`]).
@@ -365,6 +407,10 @@ pub struct CatalogBug {
     pub name: String,
     /// Scenario id -> why the bug cannot occur there under this checker.
     pub not_applicable: BTreeMap<String, String>,
+    /// Why generated programs cannot reach the bug under this checker, if
+    /// they cannot (see [`generated_not_applicable`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_not_applicable: Option<String>,
 }
 
 impl CatalogBug {
@@ -395,6 +441,8 @@ impl Catalog {
                         .filter(|s| !s.applies_under(checker, bug))
                         .map(|s| (s.id().into(), s.not_applicable_because(bug).into()))
                         .collect(),
+                    generated_not_applicable: generated_not_applicable(checker, bug)
+                        .map(Into::into),
                 })
                 .collect(),
         }
@@ -403,6 +451,24 @@ impl Catalog {
     /// The bug with this id.
     pub fn bug(&self, id: &str) -> Option<&CatalogBug> {
         self.bugs.iter().find(|b| b.id == id)
+    }
+}
+
+/// Why the generated explorer cannot reach `bug` under `checker`, if it
+/// cannot: loom's five threads leave no room for the shapes these bugs need
+/// (the hand-written scenarios named catch them under loom).
+#[cfg(wsdrain_bugs)]
+pub fn generated_not_applicable(checker: Checker, bug: Bug) -> Option<&'static str> {
+    match (checker, bug) {
+        (Checker::Loom, Bug::ConcurrentDialOrphan) => Some(
+            "two dials that both publish need six threads (main, a caller, two streams of two); \
+             loom programs keep to five (S3 catches H3 under loom)",
+        ),
+        (Checker::Loom, Bug::UntrackedHelperTask) => Some(
+            "loom programs have no manager: a managed stream and a second task need six threads \
+             (S8 catches H6 under loom)",
+        ),
+        _ => None,
     }
 }
 

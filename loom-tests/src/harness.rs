@@ -165,7 +165,8 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
         listing,
     } = captured;
     let mut result = pending.result;
-    let scenario = Scenario::from_name(&result.scenario).expect("a known scenario");
+    // `None`: a generated program ([`crate::generated`]).
+    let scenario = Scenario::from_name(&result.scenario);
     let bugs = crate::cell::parse_variant(&result.variant).expect("a known variant");
     let executions = pending.executions_before + EXECUTIONS.load(Ordering::SeqCst);
     let replaying = result.strategy.starts_with("replay");
@@ -231,10 +232,17 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
         }
         executions
     };
-    result.report = Some(failure.report(CHECKER, scenario, bugs, found_after));
-    result.replay = artifact
-        .as_deref()
-        .map(|a| replay_command(scenario, bugs, a));
+    let (report, replay) = match scenario {
+        Some(scenario) => (
+            failure.report(CHECKER, scenario, bugs, found_after),
+            artifact
+                .as_deref()
+                .map(|a| replay_command(scenario, bugs, a)),
+        ),
+        None => crate::generated::report(&failure, bugs, found_after),
+    };
+    result.report = Some(report);
+    result.replay = replay;
     result.artifact = artifact;
     *CAUGHT.lock().unwrap_or_else(|p| p.into_inner()) = Some((result.clone(), found_after));
     result
@@ -343,7 +351,7 @@ pub fn explore(scenario: Scenario, bugs: Bugs, strategy: &Strategy) -> Outcome {
     #[cfg(wsdrain_loom)]
     let outcome = crate::sc_search::follow_up(&program, strategy, outcome);
     #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
-    let outcome = shrunk(scenario, bugs, outcome);
+    let outcome = shrunk(&program, outcome);
     outcome
 }
 
@@ -406,6 +414,29 @@ pub fn replay_program(program: &Program, artifact: &Path) -> Outcome {
     outcome
 }
 
+/// Shrink a shuttle failure of `program` to its fewest preemptions, as
+/// [`explore`] does (the generated explorer shrinks its program first).
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+pub fn shrink_schedule(program: &Program, outcome: Outcome) -> Outcome {
+    shrunk(program, outcome)
+}
+
+/// The preemptions of the failure [`shrink_schedule`] just shrank, as a
+/// counterexample's heading says them.
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+pub fn shrunk_preemptions() -> Option<String> {
+    found_preemptions(None)
+}
+
+/// [`replay_program`] for a cell: a shuttle failure's result is written at
+/// the end, as [`replay`] writes a scenario's.
+pub fn replay_cell(program: &Program, artifact: &Path) -> Outcome {
+    let outcome = replay_program(program, artifact);
+    #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+    write_shuttle_result(&outcome);
+    outcome
+}
+
 /// Replay a failure from its artifact (the loom replay file, or the shuttle
 /// schedule): reruns the failing execution, which is the last one run.
 pub fn replay(scenario: Scenario, bugs: Bugs, artifact: &Path) -> Outcome {
@@ -443,7 +474,7 @@ fn shrunk_now() -> Option<ShrunkSchedule> {
 /// preemptions, keep the smallest that fails the same oracle, and write the
 /// cell's result with it.
 #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
-fn shrunk(scenario: Scenario, bugs: Bugs, outcome: Outcome) -> Outcome {
+fn shrunk(program: &Program, outcome: Outcome) -> Outcome {
     use std::sync::Arc;
 
     use crate::shrink::{self, Attempt, Taken};
@@ -462,9 +493,7 @@ fn shrunk(scenario: Scenario, bugs: Bugs, outcome: Outcome) -> Outcome {
             let seed = guide.seed;
             let taken = Arc::new(Mutex::new(Taken::default()));
             let recorded = taken.clone();
-            let out = run(scenario, bugs, move |body| {
-                guided_checker(guide, recorded, body)
-            });
+            let out = run_program(program, move |body| guided_checker(guide, recorded, body));
             let taken = taken.lock().unwrap_or_else(|p| p.into_inner()).clone();
             // shuttle skips persisting a schedule as long as the last one
             // it persisted: the candidate's schedule is written here.

@@ -18,6 +18,8 @@ pub mod cell;
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 mod fault_scenarios;
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+pub mod generated;
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 pub mod harness;
 pub mod listing;
 pub mod oracles;

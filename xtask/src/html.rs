@@ -10,7 +10,7 @@ use wsdrain_loom_tests::listing::{EdgeKind, Listing};
 use crate::report::{Counterexample, Report, Status};
 
 /// Escape text for HTML content and attribute values.
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -130,6 +130,7 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "</table>");
     }
 
+    crate::generated::html(&mut out, &report.settings, &report.generated);
     coverage(&mut out, &report.coverage);
 
     let _ = writeln!(out, "<h2>Budgets</h2>\n<ul class=\"budgets\">");

@@ -14,6 +14,7 @@
 //!   a counterexample.
 
 mod coverage;
+mod generated;
 mod html;
 mod matrix;
 mod mutants;
@@ -68,9 +69,13 @@ enum Command {
         /// `loom` or `shuttle`.
         #[arg(long, value_parser = matrix::parse_checker)]
         checker: wsdrain_loom_tests::cell::Checker,
-        /// S1 ... S11.
-        #[arg(long)]
-        scenario: String,
+        /// S1 ... S11 (or `--program`).
+        #[arg(long, required_unless_present = "program")]
+        scenario: Option<String>,
+        /// A generated program's file (its counterexample's replay command
+        /// names it), instead of a scenario.
+        #[arg(long, conflicts_with = "scenario")]
+        program: Option<PathBuf>,
         /// H1 ... H8 (omit for the fixed client).
         #[arg(long)]
         bug: Option<String>,
@@ -93,16 +98,24 @@ fn main() -> ExitCode {
         Command::Replay {
             checker,
             scenario,
+            program,
             bug,
             artifact,
             listing,
-        } => matrix::replay(
-            checker,
-            &scenario,
-            bug.as_deref(),
-            &artifact,
-            listing.as_deref().and_then(ListingStyle::parse),
-        ),
+        } => {
+            let target = match (&scenario, &program) {
+                (_, Some(program)) => matrix::ReplayTarget::Program(program),
+                (Some(scenario), None) => matrix::ReplayTarget::Scenario(scenario),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            matrix::replay(
+                checker,
+                target,
+                bug.as_deref(),
+                &artifact,
+                listing.as_deref().and_then(ListingStyle::parse),
+            )
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

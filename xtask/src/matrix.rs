@@ -41,6 +41,26 @@ pub struct VerifyArgs {
     /// shuttle: executions allowed per seed before a bug counts as escaped.
     #[arg(long, default_value_t = 10_000)]
     pub bug_iterations: usize,
+    /// Generated programs: how many the shuttle explorer runs (program i
+    /// comes from a fixed seed: the same flags give the same programs).
+    #[arg(long, default_value_t = 1000)]
+    #[serde(default = "default_programs")]
+    pub programs: u64,
+    /// Generated programs: shuttle executions per program (half PCT depth
+    /// 3, half random).
+    #[arg(long, default_value_t = 100)]
+    #[serde(default = "default_schedules")]
+    pub schedules: usize,
+    /// Generated programs: how many loom explores (those that fit its
+    /// five threads).
+    #[arg(long, default_value_t = 24)]
+    #[serde(default = "default_loom_programs")]
+    pub loom_programs: u64,
+    /// Generated programs: loom's preemption bound (at 2 one program can
+    /// take minutes).
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "default_loom_program_bound")]
+    pub loom_program_bound: usize,
     /// Parallel cell processes (default: the number of cores).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -65,6 +85,19 @@ pub struct VerifyArgs {
     pub listing: Option<String>,
 }
 
+fn default_programs() -> u64 {
+    1000
+}
+fn default_schedules() -> usize {
+    100
+}
+fn default_loom_programs() -> u64 {
+    24
+}
+fn default_loom_program_bound() -> usize {
+    1
+}
+
 /// A checker by name, for the command line.
 pub fn parse_checker(name: &str) -> Result<Checker, String> {
     Checker::from_name(name).ok_or_else(|| format!("unknown checker {name:?} (loom or shuttle)"))
@@ -82,8 +115,14 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum JobKind {
     Fixed,
-    Bug { depth: usize },
-    Bound { bound: usize },
+    Bug {
+        depth: usize,
+    },
+    Bound {
+        bound: usize,
+    },
+    /// The generated explorer (`crate::generated`).
+    Generated,
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -131,6 +170,8 @@ pub(crate) fn selected(args: &VerifyArgs, all: &[Scenario]) -> Result<Vec<Scenar
     }
     args.scenario
         .iter()
+        // `G`: the generated explorer (crate::generated), not a scenario.
+        .filter(|s| !s.eq_ignore_ascii_case(crate::generated::ID))
         .map(|s| Scenario::from_name(s).ok_or_else(|| format!("unknown scenario {s:?}")))
         .collect()
 }
@@ -232,6 +273,9 @@ pub fn verify(args: &VerifyArgs) -> Result<bool, String> {
     let mut all_jobs: Vec<(PathBuf, Job)> = Vec::new();
     for (checker, binary, catalog) in &built {
         for job in jobs(*checker, catalog, args, &scenarios) {
+            all_jobs.push((binary.clone(), job));
+        }
+        for job in crate::generated::jobs(*checker, catalog, args) {
             all_jobs.push((binary.clone(), job));
         }
     }
@@ -367,22 +411,39 @@ fn run_all(
     Ok(Arc::try_unwrap(results).unwrap().into_inner().unwrap())
 }
 
+/// What `cargo xtask replay` reruns.
+pub enum ReplayTarget<'a> {
+    /// A hand-written scenario, by id.
+    Scenario(&'a str),
+    /// A generated program, by its file.
+    Program(&'a Path),
+}
+
 /// `cargo xtask replay`.
 pub fn replay(
     checker: Checker,
-    scenario: &str,
+    target: ReplayTarget<'_>,
     bug: Option<&str>,
     artifact: &Path,
     listing: Option<ListingStyle>,
 ) -> Result<bool, String> {
     let binary = build_cell(checker)?;
     // Replay commands name the file relative to the workspace root.
-    let artifact = if artifact.is_relative() && !artifact.exists() {
-        workspace_root().join(artifact)
-    } else {
-        artifact.to_owned()
+    let rooted = |file: &Path| {
+        if file.is_relative() && !file.exists() {
+            workspace_root().join(file)
+        } else {
+            file.to_owned()
+        }
     };
-    let command = CellCommand::replay(scenario, bug.unwrap_or("fixed"), &artifact);
+    let artifact = rooted(artifact);
+    let variant = bug.unwrap_or("fixed");
+    let command = match target {
+        ReplayTarget::Scenario(scenario) => CellCommand::replay(scenario, variant, &artifact),
+        ReplayTarget::Program(program) => {
+            CellCommand::replay_program(&rooted(program), variant, &artifact)
+        }
+    };
     let command = match listing {
         Some(style) => command.listing(style),
         None => command,

@@ -100,7 +100,7 @@ pub struct Counterexample {
 
 impl Counterexample {
     /// The counterexample of a failed run, whose report is `report`.
-    fn of(run: &CellResult, report: &str) -> Counterexample {
+    pub(crate) fn of(run: &CellResult, report: &str) -> Counterexample {
         Counterexample {
             checker: run.checker,
             scenario: run.scenario.clone(),
@@ -124,6 +124,8 @@ pub struct Report {
     /// loom: per scenario, the largest bound that finished within the limit.
     pub largest_bounds: Vec<(String, Option<usize>)>,
     pub counterexamples: Vec<Counterexample>,
+    /// The generated explorer's block (`crate::generated`).
+    pub generated: Vec<crate::generated::GeneratedCell>,
     /// Race-window coverage of the fixed-client runs.
     pub coverage: Vec<crate::coverage::CoverageRow>,
     /// The cells and settings it was built from (what `merge` reads).
@@ -138,6 +140,12 @@ pub struct Settings {
     pub shuttle_executions: usize,
     pub seeds: u64,
     pub bug_iterations: usize,
+    /// Generated programs under shuttle, and schedules per program.
+    pub programs: u64,
+    pub schedules: usize,
+    /// Generated programs under loom, and their bound.
+    pub loom_programs: u64,
+    pub loom_program_bound: usize,
 }
 
 fn median(values: &mut [usize]) -> f64 {
@@ -313,6 +321,13 @@ impl Report {
             tables.push(Table { checker, rows });
         }
 
+        let generated = crate::generated::build(
+            args,
+            catalogs,
+            &results,
+            &mut problems,
+            &mut counterexamples,
+        );
         let coverage = crate::coverage::build(&results, scenarios, &mut problems);
 
         // Budgets, as figures.
@@ -413,7 +428,12 @@ impl Report {
                 shuttle_executions: args.shuttle_executions,
                 seeds: args.seeds,
                 bug_iterations: args.bug_iterations,
+                programs: args.programs,
+                schedules: args.schedules,
+                loom_programs: args.loom_programs,
+                loom_program_bound: args.loom_program_bound,
             },
+            generated,
             tables,
             budgets,
             largest_bounds,
@@ -424,7 +444,7 @@ impl Report {
     }
 }
 
-fn short(oracle: Option<Oracle>) -> &'static str {
+pub(crate) fn short(oracle: Option<Oracle>) -> &'static str {
     match oracle {
         Some(Oracle::DrainBarrier) => "drain",
         Some(Oracle::NoOrphan) => "orphan",
@@ -435,6 +455,7 @@ fn short(oracle: Option<Oracle>) -> &'static str {
         Some(Oracle::ReadyAtBarrier) => "not-ready",
         Some(Oracle::InputHonesty) => "input",
         Some(Oracle::ManagerPromise) => "mgr-promise",
+        Some(Oracle::Model) => "model",
         // An oracle this report does not know yet, or an unexpected panic.
         Some(_) | None => "panic",
     }
@@ -529,6 +550,7 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out);
         }
     }
+    crate::generated::render(&report.settings, &report.generated, &mut out);
     out.push_str(&crate::coverage::render(&report.coverage));
     let _ = writeln!(out, "\nbudgets (this machine: {} cores):", report.cores);
     for line in &report.budgets {

@@ -287,6 +287,7 @@ pub(crate) mod tests {
                 .iter()
                 .map(|s| (s.to_string(), "not modelled here".to_string()))
                 .collect(),
+            generated_not_applicable: None,
         };
         Checker::ALL
             .into_iter()

@@ -53,6 +53,51 @@ enum Command {
         #[arg(long)]
         no_trace: bool,
     },
+    /// Explore generated programs (`wsdrain-model`): shuttle, PCT and
+    /// random schedules per program, shrinking a failure; loom, the
+    /// programs that fit its threads, exhaustively at --bound.
+    Generated {
+        /// `fixed`, or a bug of the catalog.
+        #[arg(long, default_value = "fixed")]
+        variant: String,
+        /// The first program's index.
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        /// Programs to explore.
+        #[arg(long, default_value_t = 100)]
+        programs: u64,
+        /// shuttle: executions per program.
+        #[arg(long, default_value_t = 100)]
+        schedules: usize,
+        /// shuttle: the schedulers' base seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// loom: the preemption bound.
+        #[arg(long, default_value_t = 1)]
+        bound: usize,
+        /// Stop after this long (the result is then "incomplete" unless caught).
+        #[arg(long, default_value_t = 600)]
+        max_seconds: u64,
+        /// Do not record the facade trace (faster; counterexamples lose it).
+        #[arg(long)]
+        no_trace: bool,
+        /// Explore this program file (JSON, e.g. a fuzz finding) instead
+        /// of the generated programs.
+        #[arg(long)]
+        program_file: Option<PathBuf>,
+    },
+    /// Replay a generated program's counterexample: its program file and
+    /// its artifact (loom replay file or shuttle schedule).
+    ReplayProgram {
+        /// The program file (JSON).
+        #[arg(long)]
+        program: PathBuf,
+        /// `fixed` or H1 ... H8.
+        #[arg(long, default_value = "fixed")]
+        variant: String,
+        /// The checkpoint or schedule file.
+        artifact: PathBuf,
+    },
     /// Print the bug catalog of this build as JSON: ids, names, and per
     /// scenario why a bug cannot occur there under this checker.
     Catalog,
@@ -192,6 +237,51 @@ fn run(command: Command) -> Result<(), String> {
             }
             cell::set_pending(None);
             result.coverage = wsdrain_loom_tests::windows::hits(scenario);
+            cell::write_once(&result);
+            Ok(())
+        }
+        Command::Generated {
+            variant,
+            first,
+            programs,
+            schedules,
+            seed,
+            bound,
+            max_seconds,
+            no_trace,
+            program_file,
+        } => {
+            let bugs =
+                cell::parse_variant(&variant).ok_or(format!("unknown variant {variant:?}"))?;
+            wsdrain::sync::trace::set_enabled(!no_trace);
+            let program = match program_file {
+                Some(file) => Some(wsdrain_model::Program::from_json(
+                    &std::fs::read_to_string(&file)
+                        .map_err(|e| format!("read {}: {e}", file.display()))?,
+                )?),
+                None => None,
+            };
+            let budget = wsdrain_loom_tests::generated::Budget {
+                first,
+                programs,
+                schedules,
+                seed,
+                bound,
+                max: Duration::from_secs(max_seconds),
+                program,
+            };
+            let result = wsdrain_loom_tests::generated::run(bugs, budget);
+            cell::write_once(&result);
+            Ok(())
+        }
+        Command::ReplayProgram {
+            program,
+            variant,
+            artifact,
+        } => {
+            let bugs =
+                cell::parse_variant(&variant).ok_or(format!("unknown variant {variant:?}"))?;
+            let result = wsdrain_loom_tests::generated::replay(&program, bugs, &artifact)?;
             cell::write_once(&result);
             Ok(())
         }

@@ -1,0 +1,74 @@
+//! The generated explorer (`wsdrain-cell generated`): the fixed client
+//! passes the first programs; a catalog bug is caught, shrunk, and its
+//! counterexample replays to the same report.
+#![cfg(any(wsdrain_loom, wsdrain_shuttle))]
+
+use std::path::Path;
+
+use wsdrain_loom_tests::cell::{CellCommand, CellOutcome, CellResult, Checker};
+
+const CHECKER: Checker = match Checker::COMPILED {
+    Some(checker) => checker,
+    None => panic!("the model suites are built only with a checker's cfg"),
+};
+
+fn cell(command: &CellCommand) -> CellResult {
+    command
+        .execute(Path::new(env!("CARGO_BIN_EXE_wsdrain-cell")))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn budget(command: CellCommand) -> CellCommand {
+    match CHECKER {
+        Checker::Shuttle => command.schedules(100),
+        Checker::Loom => command.bound(1).max_seconds(120),
+    }
+}
+
+#[test]
+fn the_fixed_client_passes_the_first_programs() {
+    let programs = if CHECKER == Checker::Loom { 6 } else { 200 };
+    let result = cell(&budget(CellCommand::generated("fixed", 0, programs)).no_trace());
+    assert_eq!(
+        result.result,
+        CellOutcome::Pass,
+        "{}",
+        result.report.unwrap_or_default()
+    );
+    assert_eq!(result.programs, Some(programs));
+    assert!(result.executions >= programs as usize);
+}
+
+#[test]
+fn h5_is_caught_shrunk_and_replayed() {
+    let found = cell(&budget(CellCommand::generated("H5", 0, 20)));
+    assert!(found.caught(), "H5 escaped: {found:?}");
+    let report = found.report.clone().expect("a counterexample");
+    assert!(report.contains("G generated program"), "{report}");
+    let replay = found.replay.clone().expect("a replay command");
+    // `cargo xtask replay --checker C --program FILE --bug H5 ARTIFACT`
+    let words: Vec<&str> = replay.split_whitespace().collect();
+    let program = words[words.iter().position(|w| *w == "--program").unwrap() + 1];
+    let artifact = words.last().unwrap();
+    let replayed = cell(&CellCommand::replay_program(
+        Path::new(program),
+        "H5",
+        Path::new(artifact),
+    ));
+    assert!(replayed.caught(), "the replay did not fail: {replayed:?}");
+    assert_eq!(replayed.oracle, found.oracle);
+    let heading = |r: &str| r.lines().next().unwrap_or_default().to_owned();
+    let found_after = |r: &str| {
+        let h = heading(r);
+        h[h.find("found after").unwrap()..]
+            .split(" execution")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        found_after(replayed.report.as_deref().unwrap()),
+        found_after(&report),
+        "the replay reports another execution number"
+    );
+}
