@@ -272,6 +272,7 @@ impl<T: Transport> Client<T> {
         let shared = &self.shared;
         {
             let state = shared.state.lock();
+            crate::trace_point!("stream_workspace: pre-dial check");
             if state.closed && !bug!(shared, DialVsClose) {
                 return Err(Error::ClientClosed);
             }
@@ -367,6 +368,7 @@ impl<T: Transport> Client<T> {
         let streams: Vec<Arc<StreamInner>> = {
             let mut state = shared.state.lock();
             state.closed = true;
+            crate::trace_point!("close(): client closed, streams captured");
             state
                 .current
                 .iter()

@@ -163,6 +163,7 @@ impl StreamManager {
     /// Ask the manager to stop: it closes its stream and stops reconnecting.
     /// Returns at once; [`wait`](Self::wait) for the drain.
     pub fn stop(&self) {
+        crate::trace_point!("StreamManager::stop()");
         self.shared.stop.close();
     }
 
@@ -177,6 +178,7 @@ impl StreamManager {
     pub async fn wait(&self) {
         self.shared.wait_requested.close();
         if self.called_from_handler() {
+            crate::trace_point!("StreamManager::wait() from a handler: stop, no drain");
             tracing::warn!(
                 "StreamManager::wait() called from a managed stream's handler: \
                  it cannot wait for its own task; stopping without waiting"

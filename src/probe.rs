@@ -136,6 +136,11 @@ impl fmt::Display for Violation {
     }
 }
 
+/// The trace mark of a task's start (its first step, on the task).
+pub const TASK_STARTED: &str = "task started";
+/// The trace mark of a task's exit (its last step, on the task).
+pub const TASK_EXITED: &str = "task exited";
+
 /// What a task does, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -294,6 +299,8 @@ mod oracles {
     use std::sync::{Mutex, MutexGuard};
 
     use super::{Oracle, Role};
+    #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+    use super::{TASK_EXITED, TASK_STARTED};
     use crate::sync::{TaskId, current_task};
 
     #[derive(Debug)]
@@ -369,15 +376,21 @@ mod oracles {
             if let Some(task) = self.state().live.iter_mut().find(|t| t.ticket == ticket) {
                 task.task = me;
                 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
-                crate::sync::trace::label_current(match task.stream {
-                    Some(id) => format!("{}#{id}", task.role),
-                    None => task.role.to_string(),
-                });
+                {
+                    crate::sync::trace::label_current(match task.stream {
+                        Some(id) => format!("{}#{id}", task.role),
+                        None => task.role.to_string(),
+                    });
+                    // For the harness's race windows.
+                    crate::sync::trace::mark(TASK_STARTED);
+                }
             }
         }
 
         pub(super) fn exited(&self, ticket: u64) {
             self.state().live.retain(|t| t.ticket != ticket);
+            #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+            crate::sync::trace::mark(TASK_EXITED);
         }
 
         pub(super) fn closing_from_handler(&self) {

@@ -325,6 +325,7 @@ impl<T> Drop for ReaderExit<'_, T> {
         }
         {
             let mut state = shared.state.lock();
+            crate::trace_point!("reader exit cleanup");
             let ours = state
                 .current
                 .as_ref()

@@ -103,6 +103,43 @@ async fn the_manager_reconnects_after_a_handler_panic() {
     server.wait_open(0).await;
 }
 
+/// One call of a handler built by [`closes_when_released`] (boxed: a
+/// closure's returned future cannot be named in a return type).
+type HandlerCall = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A handler that, on its first event, says it is running (the returned
+/// receiver), parks until released (the returned sender), then calls
+/// `Client::close()` and reports `name` on `closed` once that returned.
+fn closes_when_released(
+    client: &Client,
+    closed: &mpsc::UnboundedSender<&'static str>,
+    name: &'static str,
+) -> (
+    impl FnMut(Event) -> HandlerCall + Send + 'static,
+    oneshot::Receiver<()>,
+    oneshot::Sender<()>,
+) {
+    let (entered_tx, entered_rx) = oneshot::channel::<()>();
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let parked = Arc::new(Mutex::new(Some((entered_tx, release_rx))));
+    let client = client.clone();
+    let closed = closed.clone();
+    let handler = move |_event: Event| {
+        let client = client.clone();
+        let closed = closed.clone();
+        let parked = parked.lock().unwrap().take();
+        Box::pin(async move {
+            if let Some((entered, release)) = parked {
+                let _ = entered.send(());
+                let _ = release.await;
+                client.close().await;
+                let _ = closed.send(name);
+            }
+        }) as HandlerCall
+    };
+    (handler, entered_rx, release_tx)
+}
+
 /// A retired stream's handler (its stream taken out by
 /// `close_workspace_stream`) and the current stream's handler both call
 /// `Client::close()`, while `close()` also runs from outside: every call
@@ -113,63 +150,25 @@ async fn handlers_of_a_retired_and_a_current_stream_close_at_once() {
     let client = Client::new(&server.base_url()).unwrap();
     let (closed_tx, mut closed_rx) = mpsc::unbounded_channel::<&'static str>();
 
-    // Stream A's handler parks on its first event until released.
-    let (entered_tx, entered_rx) = oneshot::channel::<()>();
-    let (go_tx, go_rx) = oneshot::channel::<()>();
-    let parked = Arc::new(Mutex::new(Some((entered_tx, go_rx))));
-    let handler_a = {
-        let client = client.clone();
-        let closed_tx = closed_tx.clone();
-        move |_event: Event| {
-            let client = client.clone();
-            let closed_tx = closed_tx.clone();
-            let parked = parked.lock().unwrap().take();
-            async move {
-                if let Some((entered, go)) = parked {
-                    let _ = entered.send(());
-                    let _ = go.await;
-                    client.close().await;
-                    let _ = closed_tx.send("retired");
-                }
-            }
-        }
-    };
+    // Each handler parks inside its first call until released, so that both
+    // are inside their calls before either closes (otherwise A's close could
+    // end B before B's handler ever ran).
+    let (handler_a, a_entered, release_a) = closes_when_released(&client, &closed_tx, "retired");
     let _a = client.stream_workspace(handler_a).await.unwrap();
-    within(STEP, "stream A's handler is running", entered_rx)
+    within(STEP, "stream A's handler is running", a_entered)
         .await
         .unwrap();
     let retired = client.close_workspace_stream().expect("stream A retired");
 
-    // Stream B's handler parks on its first event too, so that both
-    // handlers are inside their calls before either closes (otherwise A's
-    // close could end B before B's handler ever ran).
-    let (entered_b_tx, entered_b_rx) = oneshot::channel::<()>();
-    let (go_b_tx, go_b_rx) = oneshot::channel::<()>();
-    let parked_b = Arc::new(Mutex::new(Some((entered_b_tx, go_b_rx))));
-    let handler_b = {
-        let client = client.clone();
-        move |_event: Event| {
-            let client = client.clone();
-            let closed_tx = closed_tx.clone();
-            let parked = parked_b.lock().unwrap().take();
-            async move {
-                if let Some((entered, go)) = parked {
-                    let _ = entered.send(());
-                    let _ = go.await;
-                    client.close().await;
-                    let _ = closed_tx.send("current");
-                }
-            }
-        }
-    };
+    let (handler_b, b_entered, release_b) = closes_when_released(&client, &closed_tx, "current");
     let _b = within(STEP, "stream B", client.stream_workspace(handler_b))
         .await
         .unwrap();
-    within(STEP, "stream B's handler is running", entered_b_rx)
+    within(STEP, "stream B's handler is running", b_entered)
         .await
         .unwrap();
-    go_tx.send(()).unwrap();
-    go_b_tx.send(()).unwrap();
+    release_a.send(()).unwrap();
+    release_b.send(()).unwrap();
     let mut returned = vec![
         within(STEP, "a handler's close() returns", closed_rx.recv())
             .await

@@ -36,6 +36,25 @@ fn numbered_handlers() -> (
     (make, rx)
 }
 
+/// A manager on a client of a server set up to refuse it, once it has given
+/// up (`gave_up()` is set) and its `wait()` has returned.
+async fn until_it_gives_up(
+    server: ServerConfig,
+    client: ClientConfig,
+    manager: ManagerConfig,
+) -> (TestServer, Client, StreamManager) {
+    let server = TestServer::start_with(server);
+    let client = Client::with_config(&server.base_url(), client).unwrap();
+    let (make, _events) = numbered_handlers();
+    let manager = StreamManager::start(client.clone(), make, manager);
+    eventually(STEP, "the manager to give up", || {
+        manager.gave_up().is_some()
+    })
+    .await;
+    within(STEP, "manager wait()", manager.wait()).await;
+    (server, client, manager)
+}
+
 async fn next_event(rx: &mut mpsc::UnboundedReceiver<(usize, Event)>) -> (usize, Message) {
     match within(STEP, "the next managed event", rx.recv()).await {
         Some((generation, Event::Message(envelope))) => (generation, envelope.message),
@@ -193,21 +212,17 @@ async fn gives_up_after_max_consecutive_failures() {
 /// used to retry a 401 for ever.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_stops_the_manager_at_once() {
-    let server = TestServer::start_with(ServerConfig::default().with_token("right"));
-    let config = ClientConfig::default().with_token("wrong");
-    let client = Client::with_config(&server.base_url(), config).unwrap();
-    let (make, _events) = numbered_handlers();
-    let manager = StreamManager::start(client.clone(), make, fast());
-    eventually(STEP, "the manager to give up", || {
-        manager.gave_up().is_some()
-    })
+    let (server, client, manager) = until_it_gives_up(
+        ServerConfig::default().with_token("right"),
+        ClientConfig::default().with_token("wrong"),
+        fast(),
+    )
     .await;
     assert!(
         matches!(manager.gave_up(), Some(Error::Unauthorized)),
         "{:?}",
         manager.gave_up()
     );
-    within(STEP, "manager wait()", manager.wait()).await;
     assert_eq!(server.upgrades().len(), 1, "no retry of a 401");
     assert_eq!(server.open_connections(), 0);
     assert_eq!(manager.live_tasks(), 0);
@@ -218,14 +233,11 @@ async fn a_401_stops_the_manager_at_once() {
 /// permanent too: the manager reports it instead of retrying.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_404_for_another_instance_id_stops_the_manager() {
-    let server = TestServer::start_with(ServerConfig::default().with_instance_id("exec-1"));
-    let config = ClientConfig::default().with_instance_id("exec-2");
-    let client = Client::with_config(&server.base_url(), config).unwrap();
-    let (make, _events) = numbered_handlers();
-    let manager = StreamManager::start(client.clone(), make, fast());
-    eventually(STEP, "the manager to give up", || {
-        manager.gave_up().is_some()
-    })
+    let (server, _client, manager) = until_it_gives_up(
+        ServerConfig::default().with_instance_id("exec-1"),
+        ClientConfig::default().with_instance_id("exec-2"),
+        fast(),
+    )
     .await;
     assert!(
         matches!(
@@ -235,7 +247,6 @@ async fn a_404_for_another_instance_id_stops_the_manager() {
         "{:?}",
         manager.gave_up()
     );
-    within(STEP, "manager wait()", manager.wait()).await;
     assert_eq!(server.upgrades().len(), 1);
 }
 
@@ -243,17 +254,11 @@ async fn a_404_for_another_instance_id_stops_the_manager() {
 /// keeps retrying, up to its limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_is_retried() {
-    let server = TestServer::start_with(ServerConfig::default().refuse_with(503));
-    let client = Client::new(&server.base_url()).unwrap();
-    let (make, _events) = numbered_handlers();
-    let manager = StreamManager::start(
-        client.clone(),
-        make,
+    let (server, _client, manager) = until_it_gives_up(
+        ServerConfig::default().refuse_with(503),
+        ClientConfig::default(),
         fast().with_max_consecutive_failures(3),
-    );
-    eventually(STEP, "the manager to give up", || {
-        manager.gave_up().is_some()
-    })
+    )
     .await;
     match manager.gave_up() {
         Some(Error::RetriesExhausted { attempts: 3, last }) => {
@@ -264,7 +269,6 @@ async fn a_503_is_retried() {
         }
         other => panic!("expected RetriesExhausted after 3, got {other:?}"),
     }
-    within(STEP, "manager wait()", manager.wait()).await;
     assert_eq!(server.upgrades().len(), 3);
 }
 

@@ -5,26 +5,17 @@
 //! when its guard drops, so a failing test cannot leave processes behind.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, ChildStdin, Command};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use common::{PATIENCE, StderrSink, alive, stdout_lines, wait_until, wsdrain_command};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_wsdrain");
-/// Generous: CI has 2 cores and runs tests in parallel.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-/// `$XDG_RUNTIME_DIR` of every process these tests start.
-fn runtime_dir() -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-runtime");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A running `wsdrain` process; killed and reaped on drop.
 struct Proc {
@@ -32,58 +23,18 @@ struct Proc {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-    /// Set when stderr reached EOF (everything the process wrote is in `stderr`).
-    stderr_done: Arc<std::sync::atomic::AtomicBool>,
+    stderr: StderrSink,
     /// Every stdout line read so far.
     seen: Vec<String>,
 }
 
 impl Proc {
     fn spawn(name: &'static str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .env_remove("WSDRAIN_TOKEN")
-            .env_remove("RUST_LOG")
-            .env("WSDRAIN_LOG", "wsdrain=debug")
-            // `serve` saves its generated token under here, keyed by port,
-            // and `stream` finds it there for a loopback URL.
-            .env("XDG_RUNTIME_DIR", runtime_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in envs {
-            command.env(key, value);
-        }
+        let mut command = wsdrain_command(args);
+        command.envs(envs.iter().copied());
         let mut child = command.spawn().expect("spawn wsdrain");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let stderr_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = stderr_done.clone();
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let _done = SetOnDrop(done);
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let stderr = StderrSink::attach(&mut child);
+        let lines = stdout_lines(&mut child);
         let stdin = child.stdin.take();
         Proc {
             name,
@@ -91,7 +42,6 @@ impl Proc {
             stdin,
             lines,
             stderr,
-            stderr_done,
             seen: Vec::new(),
         }
     }
@@ -101,7 +51,7 @@ impl Proc {
     }
 
     fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
     }
 
     /// The next stdout line, or `None` at EOF; panics past the deadline.
@@ -185,12 +135,7 @@ impl Proc {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 // Let the stderr reader catch up with everything written.
-                let eof = Instant::now() + Duration::from_secs(5);
-                while !self.stderr_done.load(std::sync::atomic::Ordering::Acquire)
-                    && Instant::now() < eof
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+                self.stderr.wait_eof(Duration::from_secs(5));
                 let code = status.code().unwrap_or_else(|| {
                     panic!(
                         "{}: killed by a signal: {status:?}\nstderr:\n{}",
@@ -233,37 +178,10 @@ impl Proc {
     }
 }
 
-struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for SetOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Release);
-    }
-}
-
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Whether a process exists (and is not a zombie).
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

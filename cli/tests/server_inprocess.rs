@@ -46,6 +46,26 @@ async fn connect(
     Ok((client, stream, rx))
 }
 
+/// A client with the default config on `server`, past the server's
+/// `connected` (which must be the first message).
+async fn connected(
+    server: &RunningServer,
+) -> (
+    Client,
+    wsdrain::WorkspaceStream,
+    mpsc::UnboundedReceiver<Envelope>,
+) {
+    let (client, stream, mut rx) = connect(&server.url(), ClientConfig::default())
+        .await
+        .expect("connect");
+    assert_eq!(
+        expect(&mut rx, "the first message", |_| true).await,
+        Message::Connected,
+        "`connected` must come first"
+    );
+    (client, stream, rx)
+}
+
 async fn expect(
     rx: &mut mpsc::UnboundedReceiver<Envelope>,
     what: &str,
@@ -185,10 +205,7 @@ async fn routing_and_auth() {
 async fn ping_resize_and_malformed_input() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |c| c).await;
-    let (client, stream, mut rx) = connect(&server.url(), ClientConfig::default())
-        .await
-        .unwrap();
-    assert_eq!(expect(&mut rx, "first", |_| true).await, Message::Connected);
+    let (client, stream, mut rx) = connected(&server).await;
     stream.ping().await.unwrap();
     expect(&mut rx, "pong", |m| *m == Message::Pong).await;
     stream.resize_shell(123, 45).await.unwrap();
@@ -229,10 +246,7 @@ async fn shutdown_drains_connections_and_shells() {
     let server = start(dir.path(), |c| c).await;
     let mut clients = Vec::new();
     for _ in 0..5 {
-        let (client, stream, mut rx) = connect(&server.url(), ClientConfig::default())
-            .await
-            .unwrap();
-        expect(&mut rx, "connected", |m| *m == Message::Connected).await;
+        let (client, stream, rx) = connected(&server).await;
         // A shell is forked on first need: a resize is one.
         stream.resize_shell(100, 30).await.unwrap();
         clients.push((client, stream, rx));
@@ -260,10 +274,7 @@ async fn shutdown_drains_connections_and_shells() {
 async fn client_close_stops_the_shell() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |c| c).await;
-    let (client, stream, mut rx) = connect(&server.url(), ClientConfig::default())
-        .await
-        .unwrap();
-    expect(&mut rx, "connected", |m| *m == Message::Connected).await;
+    let (client, stream, _rx) = connected(&server).await;
     assert_eq!(
         server.stats().shells_running,
         0,
@@ -316,10 +327,7 @@ async fn slow_client_drops_oldest_events_and_others_go_on() {
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let (client, _stream, mut rx) = connect(&server.url(), ClientConfig::default())
-        .await
-        .unwrap();
-    expect(&mut rx, "connected", |m| *m == Message::Connected).await;
+    let (client, _stream, mut rx) = connected(&server).await;
     // At least FILES events, and more until the slow client has fallen
     // behind (on a loaded machine its shell may fill its socket late).
     let deadline = tokio::time::Instant::now() + PATIENCE;

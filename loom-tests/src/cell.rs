@@ -147,6 +147,10 @@ pub struct CellResult {
     pub artifact: Option<PathBuf>,
     /// The command that replays it.
     pub replay: Option<String>,
+    /// How many of the executions hit each of the scenario's race windows
+    /// (see [`crate::windows`]), in the scenario's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coverage: Vec<crate::windows::WindowHits>,
 }
 
 impl CellResult {
@@ -168,6 +172,7 @@ impl CellResult {
             listing: None,
             artifact: None,
             replay: None,
+            coverage: Vec::new(),
         }
     }
 
@@ -190,6 +195,8 @@ impl CellResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellCommand {
     args: Vec<String>,
+    /// Environment for the child process only (e.g. the listing style).
+    env: Vec<(String, String)>,
 }
 
 impl CellCommand {
@@ -203,6 +210,7 @@ impl CellCommand {
                 "--variant".into(),
                 variant.into(),
             ],
+            env: Vec::new(),
         }
     }
 
@@ -217,6 +225,7 @@ impl CellCommand {
                 variant.into(),
                 artifact.display().to_string(),
             ],
+            env: Vec::new(),
         }
     }
 
@@ -224,6 +233,7 @@ impl CellCommand {
     pub fn catalog() -> Self {
         Self {
             args: vec!["catalog".into()],
+            env: Vec::new(),
         }
     }
 
@@ -278,6 +288,22 @@ impl CellCommand {
         self.with("--seed", seed)
     }
 
+    /// List counterexamples in `style` (the child's `WSDRAIN_LISTING`).
+    pub fn listing(mut self, style: crate::listing::ListingStyle) -> Self {
+        self.env
+            .retain(|(key, _)| key != crate::listing::ListingStyle::ENV);
+        self.env.push((
+            crate::listing::ListingStyle::ENV.into(),
+            style.name().into(),
+        ));
+        self
+    }
+
+    /// The child's extra environment.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     /// The arguments.
     pub fn args(&self) -> &[String] {
         &self.args
@@ -286,6 +312,7 @@ impl CellCommand {
     fn output(&self, binary: &Path) -> Result<(String, String), String> {
         let output = Command::new(binary)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

@@ -14,6 +14,7 @@ use crate::oracles::{
     ended_by_panic, expecting, input_honesty, no_zombie, ready_at_barrier, violated, watched,
 };
 use crate::scenarios::bodies::{assert_drained, client, end_checks, ignore};
+use crate::scenarios::windows::{FIRST_INPUT_QUEUED, FIRST_INPUT_REFUSED};
 
 /// S9: the handler panics on its first event (the server's `connected`),
 /// an injected fault, while main queues input.
@@ -25,6 +26,11 @@ pub(crate) fn s9(bugs: Bugs) {
     let stream = block_on(client.stream_workspace(handler)).expect("stream");
     // Races the panic and the reader's cleanup: queued (Ok) or refused.
     let first = block_on(stream.write_shell_input("input-one")).is_ok();
+    wsdrain::sync::trace::mark(if first {
+        FIRST_INPUT_QUEUED
+    } else {
+        FIRST_INPUT_REFUSED
+    });
     expecting(
         Oracle::NoZombie,
         "the reader of the stream whose handler panicked finishes",

@@ -64,6 +64,9 @@ pub struct Failure {
     pub listing: Listing,
     /// The file that replays it (loom checkpoint or shuttle schedule).
     pub artifact: Option<PathBuf>,
+    /// Its preemptions, as the heading says them ("2 preemption(s)",
+    /// "1 preemption(s), shrunk from 9"), when known.
+    pub preemptions: Option<String>,
 }
 
 /// What an exploration found.
@@ -129,7 +132,11 @@ pub fn install_panic_hook() {
             }
             // The process may abort right after this hook (loom reports a
             // deadlock with a non-unwinding panic): write the cell now.
-            if is_first && let (Some(pending), Some(captured)) = (crate::cell::pending(), captured)
+            // shuttle's panics unwind: its cell is written after the
+            // failure was shrunk (`explore`, `replay`).
+            if is_first
+                && cfg!(wsdrain_loom)
+                && let (Some(pending), Some(captured)) = (crate::cell::pending(), captured)
             {
                 crate::cell::write_once(&caught(pending, captured));
             }
@@ -157,12 +164,26 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
     };
     #[cfg(not(wsdrain_loom))]
     let artifact = current_artifact();
+    // A replay says what the run that found the failure said.
+    let preemptions = if replaying {
+        result
+            .artifact
+            .as_deref()
+            .and_then(|a| read_sidecar(a, PREEMPTIONS))
+    } else {
+        let preemptions = found_preemptions(result.bound);
+        if let (Some(artifact), Some(text)) = (&artifact, &preemptions) {
+            let _ = std::fs::write(sidecar(artifact, PREEMPTIONS), text);
+        }
+        preemptions
+    };
     let failure = Failure {
         oracle: oracle.or_else(|| Oracle::classify(&message)),
         message,
         trace: listing.render(ListingStyle::from_env()),
         listing,
         artifact: artifact.clone(),
+        preemptions,
     };
     result.result = CellOutcome::Caught;
     result.executions = executions;
@@ -177,11 +198,12 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
         result
             .artifact
             .as_deref()
-            .and_then(read_found_after)
+            .and_then(|a| read_sidecar(a, FOUND_AFTER))
+            .and_then(|n| n.trim().parse().ok())
             .unwrap_or(executions)
     } else {
         if let Some(artifact) = &artifact {
-            let _ = std::fs::write(found_after_path(artifact), executions.to_string());
+            let _ = std::fs::write(sidecar(artifact, FOUND_AFTER), executions.to_string());
         }
         executions
     };
@@ -193,31 +215,56 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
     result
 }
 
-/// Where the execution count of a failure is kept, next to its artifact.
-fn found_after_path(artifact: &Path) -> PathBuf {
+/// The sidecar holding the execution count the failure was found at.
+const FOUND_AFTER: &str = "found-after";
+/// The sidecar holding the failure's preemptions, as its heading says them.
+const PREEMPTIONS: &str = "preemptions";
+
+/// Where a fact about a failure is kept for its replay, next to its artifact.
+fn sidecar(artifact: &Path, what: &str) -> PathBuf {
     let mut path = artifact.as_os_str().to_owned();
-    path.push(".found-after");
+    path.push(".");
+    path.push(what);
     PathBuf::from(path)
 }
 
-/// The execution count the original run found the failure of `artifact` at.
-fn read_found_after(artifact: &Path) -> Option<usize> {
-    std::fs::read_to_string(found_after_path(artifact))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+fn read_sidecar(artifact: &Path, what: &str) -> Option<String> {
+    std::fs::read_to_string(sidecar(artifact, what)).ok()
+}
+
+/// The preemptions of the failure just found: loom's is the bound it was
+/// found at (iterative deepening: none was found below it); shuttle's is
+/// that of the shrunk schedule.
+#[cfg(wsdrain_loom)]
+fn found_preemptions(bound: Option<usize>) -> Option<String> {
+    bound.map(|b| format!("{b} preemption(s)"))
+}
+
+#[cfg(not(wsdrain_loom))]
+fn found_preemptions(_bound: Option<usize>) -> Option<String> {
+    shrunk_now().map(|s| {
+        if s.from > s.preemptions {
+            format!(
+                "{} preemption(s) (shrunk from {} in {} replays)",
+                s.preemptions, s.from, s.tried
+            )
+        } else {
+            format!("{} preemption(s)", s.preemptions)
+        }
+    })
 }
 
 #[cfg(wsdrain_loom)]
 static ARTIFACT: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// The replay artifact of the run in progress: the loom checkpoint it
-/// writes, or the newest shuttle schedule.
+/// writes, or the shrunk (else the newest) shuttle schedule.
 fn current_artifact() -> Option<PathBuf> {
     #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
     {
-        newest_schedule(&schedule_dir())
+        shrunk_now()
+            .map(|s| s.schedule)
+            .or_else(|| newest_schedule(&schedule_dir()))
     }
     #[cfg(not(all(wsdrain_shuttle, not(wsdrain_loom))))]
     {
@@ -245,21 +292,151 @@ fn payload_text(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Explore `scenario` with `bugs` switched on.
+/// Explore `scenario` with `bugs` switched on. A shuttle failure is shrunk
+/// to its fewest preemptions (see [`crate::shrink`]) before it is reported.
 pub fn explore(scenario: Scenario, bugs: Bugs, strategy: &Strategy) -> Outcome {
-    run(scenario, bugs, |body| run_checker(strategy, body))
+    let outcome = run(scenario, bugs, |body| run_checker(strategy, body));
+    #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+    let outcome = shrunk(scenario, bugs, outcome);
+    outcome
 }
 
 /// Replay a failure from its artifact (the loom replay file, or the shuttle
 /// schedule): reruns the failing execution, which is the last one run.
 pub fn replay(scenario: Scenario, bugs: Bugs, artifact: &Path) -> Outcome {
-    run(scenario, bugs, |body| {
+    let outcome = run(scenario, bugs, |body| {
         (
             replay_checker(artifact, body),
             Some(artifact.to_owned()),
             false,
         )
-    })
+    });
+    #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+    write_shuttle_result(&outcome);
+    outcome
+}
+
+/// The shrunk schedule of the shuttle failure being reported.
+#[cfg(not(wsdrain_loom))]
+static SHRUNK: Mutex<Option<ShrunkSchedule>> = Mutex::new(None);
+
+#[cfg(not(wsdrain_loom))]
+#[derive(Debug, Clone)]
+struct ShrunkSchedule {
+    schedule: PathBuf,
+    preemptions: usize,
+    from: usize,
+    tried: usize,
+}
+
+#[cfg(not(wsdrain_loom))]
+fn shrunk_now() -> Option<ShrunkSchedule> {
+    SHRUNK.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Shrink the failure of `outcome` (if any) by replaying it with fewer
+/// preemptions, keep the smallest that fails the same oracle, and write the
+/// cell's result with it.
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+fn shrunk(scenario: Scenario, bugs: Bugs, outcome: Outcome) -> Outcome {
+    use std::sync::Arc;
+
+    use crate::shrink::{self, Attempt, Taken};
+
+    let Some(found) = outcome.failure.clone() else {
+        return outcome;
+    };
+    let executions = EXECUTIONS.load(Ordering::SeqCst);
+    let same = |f: &Failure| {
+        f.oracle == found.oracle && (found.oracle.is_some() || f.message == found.message)
+    };
+    let original = found.artifact.as_deref().and_then(shrink::read_schedule);
+    let mut candidates = 0;
+    let result = original.and_then(|original| {
+        shrink::shrink(&original, |guide| {
+            let seed = guide.seed;
+            let taken = Arc::new(Mutex::new(Taken::default()));
+            let recorded = taken.clone();
+            let out = run(scenario, bugs, move |body| {
+                guided_checker(guide, recorded, body)
+            });
+            let taken = taken.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            // shuttle skips persisting a schedule as long as the last one
+            // it persisted: the candidate's schedule is written here.
+            if let Some(artifact) = out.failure.as_ref().and_then(|f| f.artifact.as_ref())
+                && Some(artifact) != found.artifact.as_ref()
+            {
+                let _ = std::fs::remove_file(artifact);
+            }
+            let failure = out.failure.filter(|f| same(f)).and_then(|f| {
+                candidates += 1;
+                let path = schedule_dir().join(format!("schedule-shrunk-{candidates}.txt"));
+                shrink::write_schedule(&path, seed, &taken).ok()?;
+                Some((f, path))
+            });
+            Attempt { failure, taken }
+        })
+    });
+    EXECUTIONS.store(executions, Ordering::SeqCst);
+    let outcome = match result {
+        Some(small) => {
+            *SHRUNK.lock().unwrap_or_else(|p| p.into_inner()) = Some(ShrunkSchedule {
+                schedule: small.schedule.clone(),
+                preemptions: small.preemptions,
+                from: small.from,
+                tried: small.tried,
+            });
+            Outcome {
+                failure: Some(Failure {
+                    artifact: Some(small.schedule),
+                    ..small.failure
+                }),
+                ..outcome
+            }
+        }
+        None => outcome,
+    };
+    write_shuttle_result(&outcome);
+    outcome
+}
+
+/// Write the cell's result for a shuttle failure (its panics unwind, so the
+/// panic hook leaves the writing to the end of the run).
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+fn write_shuttle_result(outcome: &Outcome) {
+    if let (Some(pending), Some(failure)) = (crate::cell::pending(), &outcome.failure) {
+        let captured = Captured {
+            oracle: failure.oracle,
+            message: failure.message.clone(),
+            listing: failure.listing.clone(),
+        };
+        crate::cell::write_once(&caught(pending, captured));
+    }
+}
+
+/// Run the body once under [`crate::shrink::Guided`], following `guide`.
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+fn guided_checker(
+    guide: shuttle::scheduler::Schedule,
+    taken: std::sync::Arc<Mutex<crate::shrink::Taken>>,
+    body: impl Fn() + Send + Sync + 'static,
+) -> RunResult {
+    let dir = schedule_dir();
+    let before = newest_schedule(&dir);
+    let mut config = shuttle::Config::new();
+    config.failure_persistence = shuttle::FailurePersistence::File(Some(dir.clone()));
+    config.silence_warnings = true;
+    quiet_injected_panics(&config);
+    let scheduler = crate::shrink::Guided::new(guide, taken);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        shuttle::Runner::new(scheduler, config).run(body);
+    }));
+    let artifact = if result.is_err() {
+        newest_schedule(&dir).filter(|p| Some(p) != before.as_ref())
+    } else {
+        None
+    };
+    (result, artifact, false)
 }
 
 /// Run the scenario's executions through `check`, counting them and turning
@@ -275,6 +452,7 @@ fn run(
     let body = Box::new(move || {
         EXECUTIONS.fetch_add(1, Ordering::SeqCst);
         scenario.run(bugs);
+        crate::windows::record(scenario);
     });
     let start = Instant::now();
     let (result, artifact, incomplete) = check(body);
@@ -300,6 +478,7 @@ fn run(
             trace: listing.render(ListingStyle::from_env()),
             listing,
             artifact,
+            preemptions: None,
         }
     });
     Outcome {
@@ -490,13 +669,18 @@ fn replay_checker(_: &Path, _: impl Fn() + Send + Sync + 'static) -> std::thread
     panic!("build with RUSTFLAGS=\"--cfg wsdrain_loom\" or \"--cfg wsdrain_shuttle\"");
 }
 
+/// The workspace's root directory (the harness crate's parent).
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("loom-tests lives in the workspace")
+}
+
 /// Where shuttle schedules and loom checkpoints are kept.
 pub fn artifact_dir() -> PathBuf {
     let dir = std::env::var_os("WSDRAIN_ARTIFACTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wsdrain/counterexamples")
-        });
+        .unwrap_or_else(|| workspace_root().join("target/wsdrain/counterexamples"));
     std::fs::create_dir_all(&dir).expect("create the counterexample directory");
     dir
 }
@@ -527,7 +711,8 @@ fn newest_schedule(dir: &Path) -> Option<PathBuf> {
         .filter(|e| {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            name.starts_with("schedule") && !name.ends_with(".found-after")
+            // Not the sidecars (`schedule000.txt.found-after`).
+            name.starts_with("schedule") && name.ends_with(".txt")
         })
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
         .map(|e| e.path())
@@ -554,6 +739,8 @@ pub fn replay_command(scenario: Scenario, bugs: Bugs, artifact: &Path) -> String
         .next()
         .map(|b| format!(" --bug {}", b.id()))
         .unwrap_or_default();
+    // Relative to the workspace root, where `cargo xtask` runs.
+    let artifact = artifact.strip_prefix(workspace_root()).unwrap_or(artifact);
     format!(
         "cargo xtask replay --checker {CHECKER} --scenario {}{bug} {}",
         scenario.id(),
@@ -577,8 +764,13 @@ impl Failure {
             variant.join(", ")
         };
         let oracle = self.oracle.map_or("unclassified panic", |o| o.name());
+        let preemptions = self
+            .preemptions
+            .as_deref()
+            .map(|p| format!(", {p}"))
+            .unwrap_or_default();
         let mut out = format!(
-            "counterexample: {variant} / {scenario} / {checker}, found after {executions} execution(s)\n\
+            "counterexample: {variant} / {scenario} / {checker}, found after {executions} execution(s){preemptions}\n\
              oracle: {oracle}\n\
              failure: {}\n\n{}",
             self.message, self.trace

@@ -22,6 +22,9 @@ pub mod harness;
 pub mod listing;
 pub mod oracles;
 pub mod scenarios;
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+pub mod shrink;
+pub mod windows;
 
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 pub use harness::{Failure, Outcome, Strategy, explore, replay};

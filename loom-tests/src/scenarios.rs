@@ -13,6 +13,8 @@
 
 use std::fmt;
 
+use crate::windows::Window;
+
 #[cfg(wsdrain_bugs)]
 use wsdrain::Bug;
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
@@ -241,6 +243,37 @@ impl Scenario {
         }
     }
 
+    /// The race windows the scenario exists to hit (see [`crate::windows`]),
+    /// named next to the bodies below. A fixed-client run that never hits
+    /// one of them fails `cargo xtask verify`.
+    pub fn windows(self) -> &'static [Window] {
+        use windows::*;
+        match self {
+            Scenario::S1CloseVsStream => S1,
+            Scenario::S2CloseDuringDial => S2,
+            Scenario::S3ConcurrentDial => S3,
+            Scenario::S4DisconnectVsNewStream => S4,
+            Scenario::S5CloseVsPendingWrite => S5,
+            Scenario::S6DoubleClose => S6,
+            Scenario::S7CloseFromHandler => S7,
+            Scenario::S8ManagerReconnect => S8,
+            Scenario::S9PanickingHandler => S9,
+            Scenario::S10HandlersClose => S10,
+            Scenario::S11ManagerWaitFromHandler => S11,
+        }
+    }
+
+    /// The windows this build's checker can reach (S8 and S11 run
+    /// differently under loom and shuttle).
+    pub fn windows_for(
+        self,
+        checker: crate::cell::Checker,
+    ) -> impl Iterator<Item = &'static Window> {
+        self.windows()
+            .iter()
+            .filter(move |w| w.only.is_none_or(|only| only == checker))
+    }
+
     /// Run one execution of the scenario (inside a loom or shuttle model).
     #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
     pub fn run(self, bugs: Bugs) {
@@ -268,6 +301,252 @@ impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.id(), self.name())
     }
+}
+
+/// The race windows of each scenario: the steps that delimit them are the
+/// trace marks of the client (its `trace_point!`s' templates), of the probe
+/// (a task's start and exit) and of the scenario bodies below.
+pub(crate) mod windows {
+    use crate::cell::Checker;
+    use crate::windows::{Window, on};
+    use wsdrain::probe::{TASK_EXITED as EXITED, TASK_STARTED as STARTED};
+
+    const CHECK: &str = "stream_workspace: pre-dial check";
+    const DIAL: &str = "stream_workspace: dial";
+    const PUBLISH: &str = "stream_workspace: publish stream {id}";
+    const REFUSE: &str = "stream_workspace: refuse stream {id}: {error}";
+    const CLOSED: &str = "close(): client closed, streams captured";
+    const CLOSE_RETURNS: &str = "close() returns";
+    const CLEANUP: &str = "reader exit cleanup";
+    const SIGNAL_CLOSE: &str = "CloseSignal::close";
+    const QUEUE_CLOSE: &str = "Queue::close";
+    const PARKS: &str = "Queue::send parks (full)";
+    const SEND_REFUSED: &str = "Queue::send refused (closed)";
+    const STOP: &str = "StreamManager::stop()";
+    const WAIT_FROM_HANDLER: &str = "StreamManager::wait() from a handler: stop, no drain";
+    const WAIT_RETURNS: &str = "StreamManager::wait() returns";
+    /// S9's marks (the scenario's own): how main's first input came out.
+    pub(crate) const FIRST_INPUT_QUEUED: &str = "s9: first input queued";
+    pub(crate) const FIRST_INPUT_REFUSED: &str = "s9: first input refused";
+
+    const fn both(name: &'static str, events: &'static [crate::windows::Event]) -> Window {
+        Window {
+            name,
+            events,
+            only: None,
+        }
+    }
+
+    const fn only(
+        checker: Checker,
+        name: &'static str,
+        events: &'static [crate::windows::Event],
+    ) -> Window {
+        Window {
+            name,
+            events,
+            only: Some(checker),
+        }
+    }
+
+    /// Where main's close() lands in the caller's stream_workspace.
+    pub(super) const S1: &[Window] = &[
+        both(
+            "close() before the caller's pre-dial check",
+            &[on("main", CLOSED), on("caller", CHECK)],
+        ),
+        both(
+            "close() between the caller's check and its publish (the re-check refuses)",
+            &[
+                on("caller", CHECK),
+                on("main", CLOSED),
+                on("caller", REFUSE),
+            ],
+        ),
+        both(
+            "close() between the publish and the reader's start",
+            &[
+                on("caller", PUBLISH),
+                on("main", CLOSED),
+                on("reader", STARTED),
+            ],
+        ),
+        both(
+            "close() after the reader started",
+            &[on("reader", STARTED), on("main", CLOSED)],
+        ),
+    ];
+
+    /// The gate holds the dial until close() returned.
+    pub(super) const S2: &[Window] = &[both(
+        "the dial completes after close() returned (the re-check refuses)",
+        &[on("main", CLOSE_RETURNS), on("caller", REFUSE)],
+    )];
+
+    /// Both callers pass the pre-dial check; one re-check must lose.
+    pub(super) const S3: &[Window] = &[
+        both(
+            "both dial, the caller publishes, main's re-check refuses",
+            &[on("main", DIAL), on("caller", PUBLISH), on("main", REFUSE)],
+        ),
+        both(
+            "both dial, main publishes, the caller's re-check refuses",
+            &[
+                on("caller", DIAL),
+                on("main", PUBLISH),
+                on("caller", REFUSE),
+            ],
+        ),
+        both(
+            "main's pre-dial check after the caller published",
+            &[on("caller", PUBLISH), on("main", CHECK)],
+        ),
+    ];
+
+    /// The old reader's exit cleanup against the new stream's publish.
+    pub(super) const S4: &[Window] = &[
+        both(
+            "the old reader's cleanup lands after the new publish",
+            &[
+                on("reader#1", STARTED),
+                on("main", PUBLISH),
+                on("reader#1", CLEANUP),
+            ],
+        ),
+        both(
+            "the old reader's cleanup lands before the new publish",
+            &[on("reader#1", CLEANUP), on("main", PUBLISH)],
+        ),
+    ];
+
+    /// The sender against close(). (The queue's marks are made as its
+    /// calls begin: a park listed before the close happened before it.)
+    pub(super) const S5: &[Window] = &[both(
+        "close() lands while the sender is parked on the full queue",
+        &[
+            on("sender", PARKS),
+            on("main", QUEUE_CLOSE),
+            on("sender", SEND_REFUSED),
+        ],
+    )];
+
+    /// Two Client::close calls and a WorkspaceStream::close.
+    pub(super) const S6: &[Window] = &[
+        both(
+            "the closer's close() starts while main's drains",
+            &[
+                on("main", CLOSED),
+                on("closer", CLOSED),
+                on("main", CLOSE_RETURNS),
+            ],
+        ),
+        both(
+            "main's close() starts while the closer's drains",
+            &[
+                on("closer", CLOSED),
+                on("main", CLOSED),
+                on("closer", CLOSE_RETURNS),
+            ],
+        ),
+        both(
+            "the closer's Client::close closes the stream before main's WorkspaceStream::close",
+            &[on("closer", SIGNAL_CLOSE), on("main", SIGNAL_CLOSE)],
+        ),
+    ];
+
+    /// The handler's close() on the reader, then main's.
+    pub(super) const S7: &[Window] = &[
+        both(
+            "main's close() lands after the handler's returned, before the reader's cleanup",
+            &[
+                on("reader#1", CLOSE_RETURNS),
+                on("main", CLOSED),
+                on("reader#1", CLEANUP),
+            ],
+        ),
+        both(
+            "main's close() lands after the reader exited",
+            &[on("reader#1", EXITED), on("main", CLOSED)],
+        ),
+    ];
+
+    /// The reconnect loop against stop(). (loom never preempts main
+    /// between start() and stop(): there the stop reaches the loop through
+    /// the merger, which the supervisor spawns.)
+    pub(super) const S8: &[Window] = &[
+        both(
+            "the merged stop fires between the supervisor's dial and its exit",
+            &[
+                on("supervisor", DIAL),
+                on("stop-merger", SIGNAL_CLOSE),
+                on("supervisor", EXITED),
+            ],
+        ),
+        only(
+            Checker::Loom,
+            "the loop gives up (every dial refused) before the merged stop fires",
+            &[on("supervisor", EXITED), on("stop-merger", SIGNAL_CLOSE)],
+        ),
+        only(
+            Checker::Shuttle,
+            "stop() lands while the reconnected stream is live",
+            &[
+                on("reader#2", STARTED),
+                on("main", STOP),
+                on("reader#2", EXITED),
+            ],
+        ),
+        only(
+            Checker::Shuttle,
+            "stop() lands before the reconnect",
+            &[on("main", STOP), on("supervisor", DIAL)],
+        ),
+    ];
+
+    /// Main's first input against the panic's cleanup.
+    pub(super) const S9: &[Window] = &[
+        both(
+            "main's first input is queued before the cleanup closed the stream",
+            &[on("main", FIRST_INPUT_QUEUED)],
+        ),
+        both(
+            "main's first input comes after the cleanup closed the stream",
+            &[on("reader#1", CLEANUP), on("main", FIRST_INPUT_REFUSED)],
+        ),
+    ];
+
+    /// Two handlers and main in Client::close at once.
+    pub(super) const S10: &[Window] = &[
+        both(
+            "B's handler closes while A's handler's close() drains",
+            &[
+                on("reader#1", CLOSED),
+                on("reader#2", CLOSED),
+                on("reader#1", CLOSE_RETURNS),
+            ],
+        ),
+        both(
+            "a handler's close() lands while main's close() drains",
+            &[
+                on("main", CLOSED),
+                on("reader", CLOSED),
+                on("main", CLOSE_RETURNS),
+            ],
+        ),
+    ];
+
+    /// StreamManager::wait() from a managed stream's handler.
+    pub(super) const S11: &[Window] = &[
+        both(
+            "the handler's wait() stops the manager before main's wait() drains",
+            &[on("reader", WAIT_FROM_HANDLER), on("main", WAIT_RETURNS)],
+        ),
+        only(
+            Checker::Shuttle,
+            "the manager reconnects after the first handler panicked",
+            &[on("reader#1", EXITED), on("reader#2", STARTED)],
+        ),
+    ];
 }
 
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]

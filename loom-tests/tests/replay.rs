@@ -33,6 +33,30 @@ fn same_failure(scenario: Scenario, bug: Bug, oracle: Oracle) {
         "{:?}",
         found.report
     );
+    // At its fewest preemptions: loom's deepening bound, shuttle's shrunk
+    // schedule (which the replay ran).
+    assert!(
+        headline(&found.report).contains(" preemption(s)"),
+        "{:?}",
+        found.report
+    );
+    if common::CHECKER == wsdrain_loom_tests::cell::Checker::Shuttle {
+        let artifact = found.artifact.as_deref().expect("an artifact");
+        let name = artifact.file_name().unwrap().to_string_lossy();
+        assert!(
+            name.starts_with("schedule-shrunk"),
+            "{}",
+            artifact.display()
+        );
+        assert!(
+            found
+                .replay
+                .as_deref()
+                .is_some_and(|r| r.ends_with(&*name) && !r.contains("/../")),
+            "{:?}",
+            found.replay
+        );
+    }
     assert_eq!(replayed.oracle, found.oracle);
     assert_eq!(replayed.message, found.message);
     let interleaving = |report: &Option<String>| {

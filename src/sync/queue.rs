@@ -191,6 +191,7 @@ impl<T> Future for SendFuture<'_, T> {
             .expect("SendFuture polled after completion");
         let mut state = this.queue.state.lock();
         if state.closed {
+            crate::trace_point!("Queue::send refused (closed)");
             // `close` took every parked waker: ours is gone.
             this.key = None;
             return Poll::Ready(Err(SendError(item)));
@@ -207,6 +208,7 @@ impl<T> Future for SendFuture<'_, T> {
             }
             return Poll::Ready(Ok(()));
         }
+        crate::trace_point!("Queue::send parks (full)");
         this.key = Some(state.senders.park(this.key, cx.waker()));
         this.item = Some(item);
         Poll::Pending

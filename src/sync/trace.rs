@@ -30,6 +30,10 @@ mod imp {
     #[derive(Default)]
     struct Trace {
         steps: Vec<(Option<TaskId>, String, &'static Location<'static>)>,
+        /// The client-level steps' templates, recorded even with the trace
+        /// off (a push of a static string): what the harness's race-window
+        /// coverage matches.
+        marks: Vec<(Option<TaskId>, &'static str)>,
         labels: HashMap<TaskId, String>,
     }
 
@@ -65,6 +69,56 @@ mod imp {
         with(|t| t.steps.push((task, op, location)));
     }
 
+    /// Record that the current task reached the step `mark` (a
+    /// [`trace_point!`](crate::trace_point)'s template, e.g.
+    /// `"stream_workspace: publish stream {id}"`). Unlike the steps, marks
+    /// are recorded with the trace switched off: they cost a push.
+    pub fn mark(mark: &'static str) {
+        let task = current_task();
+        with(|t| t.marks.push((task, mark)));
+    }
+
+    /// The marks of the current execution, in order, as (task label, mark).
+    pub fn marks() -> Vec<(String, &'static str)> {
+        with(|t| {
+            let labels = unnamed_labels(t);
+            t.marks
+                .iter()
+                .map(|(task, mark)| (label_of(t, &labels, *task), *mark))
+                .collect()
+        })
+    }
+
+    /// Names for the tasks that never named themselves: `task-0`, ... in
+    /// order of their first step or mark.
+    fn unnamed_labels(t: &Trace) -> HashMap<TaskId, String> {
+        let mut unnamed: HashMap<TaskId, String> = HashMap::new();
+        let tasks = t
+            .steps
+            .iter()
+            .map(|s| s.0)
+            .chain(t.marks.iter().map(|m| m.0));
+        for id in tasks.flatten() {
+            if !t.labels.contains_key(&id) && !unnamed.contains_key(&id) {
+                let n = unnamed.len();
+                unnamed.insert(id, format!("task-{n}"));
+            }
+        }
+        unnamed
+    }
+
+    fn label_of(t: &Trace, unnamed: &HashMap<TaskId, String>, task: Option<TaskId>) -> String {
+        match task {
+            None => "?".to_owned(),
+            Some(id) => t
+                .labels
+                .get(&id)
+                .or_else(|| unnamed.get(&id))
+                .cloned()
+                .unwrap_or_else(|| "?".to_owned()),
+        }
+    }
+
     /// Name the current task in the trace.
     pub fn label_current(label: impl Into<String>) {
         if let Some(task) = current_task() {
@@ -76,25 +130,13 @@ mod imp {
     /// The steps of the current execution, labelled.
     pub fn steps() -> Vec<Step> {
         with(|t| {
-            let mut unnamed: HashMap<TaskId, String> = HashMap::new();
+            let labels = unnamed_labels(t);
             t.steps
                 .iter()
-                .map(|(task, op, location)| {
-                    let task = match task {
-                        None => "?".to_owned(),
-                        Some(id) => t.labels.get(id).cloned().unwrap_or_else(|| {
-                            let n = unnamed.len();
-                            unnamed
-                                .entry(*id)
-                                .or_insert_with(|| format!("task-{n}"))
-                                .clone()
-                        }),
-                    };
-                    Step {
-                        task,
-                        op: op.clone(),
-                        location,
-                    }
+                .map(|(task, op, location)| Step {
+                    task: label_of(t, &labels, *task),
+                    op: op.clone(),
+                    location,
                 })
                 .collect()
         })
@@ -215,12 +257,20 @@ pub fn caller() -> Loc {
     Loc
 }
 
-/// Record a client-level step (model builds only; nothing in the real build).
+/// Record a client-level step (model builds only; nothing in the real
+/// build): the formatted step when the trace is on, and its template as a
+/// mark always (the harness's race windows match marks).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! trace_point {
-    ($($arg:tt)*) => {
+    ($template:literal $($arg:tt)*) => {
         #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
-        $crate::sync::trace::record(|| format!($($arg)*), ::std::panic::Location::caller());
+        {
+            $crate::sync::trace::mark($template);
+            $crate::sync::trace::record(
+                || format!($template $($arg)*),
+                ::std::panic::Location::caller(),
+            );
+        }
     };
 }

@@ -130,6 +130,8 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "</table>");
     }
 
+    coverage(&mut out, &report.coverage);
+
     let _ = writeln!(out, "<h2>Budgets</h2>\n<ul class=\"budgets\">");
     for line in &report.budgets {
         let _ = writeln!(out, "<li>{}</li>", esc(line));
@@ -151,6 +153,49 @@ pub fn render(report: &Report) -> String {
     }
     let _ = writeln!(out, "</body>\n</html>");
     out
+}
+
+/// The race-window coverage table: per scenario and window, the executions
+/// of the fixed client that hit it, per checker.
+fn coverage(out: &mut String, rows: &[crate::coverage::CoverageRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<h2>Race-window coverage</h2>\n<p class=\"meta\">Fixed client: executions that hit each \
+         window the scenario exists to hit / executions explored. A window never hit fails the run.</p>\n\
+         <table class=\"matrix\">\n<tr><th>scenario</th><th>window</th><th>loom</th><th>shuttle</th></tr>"
+    );
+    for row in rows {
+        let _ = write!(
+            out,
+            "<tr><th>{}</th><td>{}</td>",
+            esc(&row.scenario),
+            esc(&row.window)
+        );
+        for hits in [row.loom, row.shuttle] {
+            let (class, text) = match hits {
+                None => ("na", "-".to_owned()),
+                Some(h) if h.hits == 0 => ("FAILED", format!("never / {}", h.executions)),
+                Some(h) => {
+                    let percent = 100.0 * h.hits as f64 / h.executions.max(1) as f64;
+                    let percent = if percent < 0.1 {
+                        "<0.1".to_owned()
+                    } else {
+                        format!("{percent:.1}")
+                    };
+                    (
+                        "pass",
+                        format!("{} / {} ({percent}%)", h.hits, h.executions),
+                    )
+                }
+            };
+            let _ = write!(out, "<td class=\"{class}\">{}</td>", esc(&text));
+        }
+        let _ = writeln!(out, "</tr>");
+    }
+    let _ = writeln!(out, "</table>");
 }
 
 /// The anchor of a counterexample, linked from its cell in the table.
@@ -462,6 +507,8 @@ pub(crate) mod tests {
         assert!(html.contains("<svg"), "a swimlane timeline");
         assert!(html.contains("tasks.wait() -&gt; counter 0, returns at once"));
         assert!(html.contains("<table class=\"matrix\">"));
+        assert!(html.contains("<h2>Race-window coverage</h2>"));
+        assert!(html.contains("close() after the start"));
         // Self-contained: nothing fetched from anywhere.
         for reference in ["http://", "https://", "src=", "<link", "<script"] {
             let outside_svg_ns = html.replace("http://www.w3.org/2000/svg", "");

@@ -11,6 +11,7 @@
 //! - `cargo xtask replay --checker loom --scenario S1 --bug H5 FILE`: replay
 //!   a counterexample.
 
+mod coverage;
 mod html;
 mod matrix;
 mod progress;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use wsdrain_loom_tests::listing::ListingStyle;
 
 #[derive(Parser)]
 #[command(about = "wsdrain's project commands")]
@@ -73,22 +75,10 @@ enum Command {
     },
 }
 
-/// The cell processes inherit the listing style through their environment.
-fn ask_cells_for_listing(style: &str) {
-    // SAFETY: called from `main` before any thread is started, so nothing
-    // reads the environment concurrently.
-    unsafe { std::env::set_var(wsdrain_loom_tests::listing::ListingStyle::ENV, style) };
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Verify(args) => {
-            if let Some(style) = &args.listing {
-                ask_cells_for_listing(style);
-            }
-            matrix::verify(&args)
-        }
+        Command::Verify(args) => matrix::verify(&args),
         Command::Merge { files, json } => matrix::merge(&files, &json),
         Command::Test { no_models } => matrix::test(no_models),
         Command::ReleaseCheck => release_check::run(),
@@ -98,12 +88,13 @@ fn main() -> ExitCode {
             bug,
             artifact,
             listing,
-        } => {
-            if let Some(style) = listing {
-                ask_cells_for_listing(&style);
-            }
-            matrix::replay(checker, &scenario, bug.as_deref(), &artifact)
-        }
+        } => matrix::replay(
+            checker,
+            &scenario,
+            bug.as_deref(),
+            &artifact,
+            listing.as_deref().and_then(ListingStyle::parse),
+        ),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use wsdrain_loom_tests::Scenario;
 use wsdrain_loom_tests::cell::{Catalog, CellCommand, CellResult, Checker};
+use wsdrain_loom_tests::listing::ListingStyle;
 
 use crate::progress::Progress;
 use crate::report::{self, Report};
@@ -143,7 +144,12 @@ pub(crate) fn jobs(
 ) -> Vec<Job> {
     let mut jobs = Vec::new();
     let per_scenario = (args.shuttle_executions / scenarios.len().max(1)).max(1);
+    let style = args.listing.as_deref().and_then(ListingStyle::parse);
     let mut push = |command: CellCommand, kind: JobKind| {
+        let command = match style {
+            Some(style) => command.listing(style),
+            None => command,
+        };
         jobs.push(Job {
             checker,
             command,
@@ -367,10 +373,21 @@ pub fn replay(
     scenario: &str,
     bug: Option<&str>,
     artifact: &Path,
+    listing: Option<ListingStyle>,
 ) -> Result<bool, String> {
     let binary = build_cell(checker)?;
-    let result =
-        CellCommand::replay(scenario, bug.unwrap_or("fixed"), artifact).execute(&binary)?;
+    // Replay commands name the file relative to the workspace root.
+    let artifact = if artifact.is_relative() && !artifact.exists() {
+        workspace_root().join(artifact)
+    } else {
+        artifact.to_owned()
+    };
+    let command = CellCommand::replay(scenario, bug.unwrap_or("fixed"), &artifact);
+    let command = match listing {
+        Some(style) => command.listing(style),
+        None => command,
+    };
+    let result = command.execute(&binary)?;
     match &result.report {
         Some(report) => {
             println!("replayed: the failure reproduces\n\n{report}");
@@ -435,4 +452,30 @@ pub fn test(no_models: bool) -> Result<bool, String> {
         }
     }
     crate::release_check::run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listing_style_goes_to_every_cell_process_it_is_asked_for() {
+        let catalog = &crate::shard::tests::catalogs()[0];
+        let scenarios = [Scenario::S1CloseVsStream];
+        let plain = crate::shard::tests::args(&[]);
+        for job in jobs(Checker::Loom, catalog, &plain, &scenarios) {
+            assert!(job.command.env().is_empty(), "{:?}", job.command);
+        }
+        let single = crate::shard::tests::args(&["--listing", "single"]);
+        let jobs = jobs(Checker::Loom, catalog, &single, &scenarios);
+        assert!(!jobs.is_empty());
+        for job in jobs {
+            assert_eq!(
+                job.command.env(),
+                [(ListingStyle::ENV.to_owned(), "single".to_owned())],
+                "{:?}",
+                job.command
+            );
+        }
+    }
 }

@@ -124,6 +124,8 @@ pub struct Report {
     /// loom: per scenario, the largest bound that finished within the limit.
     pub largest_bounds: Vec<(String, Option<usize>)>,
     pub counterexamples: Vec<Counterexample>,
+    /// Race-window coverage of the fixed-client runs.
+    pub coverage: Vec<crate::coverage::CoverageRow>,
     /// The cells and settings it was built from (what `merge` reads).
     pub run: Option<crate::shard::RunRecord>,
 }
@@ -311,6 +313,8 @@ impl Report {
             tables.push(Table { checker, rows });
         }
 
+        let coverage = crate::coverage::build(&results, scenarios, &mut problems);
+
         // Budgets, as figures.
         let mut largest_bounds = Vec::new();
         for table in &tables {
@@ -414,6 +418,7 @@ impl Report {
             budgets,
             largest_bounds,
             counterexamples,
+            coverage,
             run: None,
         }
     }
@@ -524,6 +529,7 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out);
         }
     }
+    out.push_str(&crate::coverage::render(&report.coverage));
     let _ = writeln!(out, "\nbudgets (this machine: {} cores):", report.cores);
     for line in &report.budgets {
         let _ = writeln!(out, "  - {line}");

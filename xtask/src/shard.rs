@@ -312,6 +312,16 @@ pub(crate) mod tests {
         );
         r.executions = 10 + seed as usize;
         r.seed = Some(seed);
+        if variant == "fixed" {
+            r.coverage = ["close() before the check", "close() after the start"]
+                .into_iter()
+                .enumerate()
+                .map(|(i, window)| wsdrain_loom_tests::windows::WindowHits {
+                    window: window.into(),
+                    hits: 1 + i,
+                })
+                .collect();
+        }
         if caught {
             r.result = wsdrain_loom_tests::cell::CellOutcome::Caught;
             r.oracle = Some(wsdrain_loom_tests::cell::Oracle::DrainBarrier);
@@ -372,6 +382,7 @@ pub(crate) mod tests {
             "problems": report.problems,
             "tables": report.tables,
             "counterexamples": examples,
+            "coverage": report.coverage,
         })
     }
 
@@ -417,6 +428,10 @@ pub(crate) mod tests {
             std::time::Duration::from_secs(1),
         );
         assert_eq!(verdict(&rebuilt), verdict(&whole));
+        assert!(
+            !whole.coverage.is_empty(),
+            "the fixed runs' coverage is carried"
+        );
 
         // A missing or doubled shard is refused, with the reason.
         let error = combine(&files[..2]).unwrap_err();

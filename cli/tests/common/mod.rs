@@ -7,6 +7,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,42 +23,38 @@ pub fn runtime_dir() -> PathBuf {
     dir
 }
 
-/// A running `wsdrain serve`; killed and reaped on drop.
-pub struct Serve {
-    pub child: Child,
-    pub addr: SocketAddr,
-    /// The token from the token line (generated ones only).
-    pub token: Option<String>,
-    /// The second stdout line (token or warning).
-    pub token_line: String,
-    stderr: Arc<Mutex<String>>,
+/// `wsdrain ARGS` with the environment every process of these tests gets:
+/// no inherited token or log filter, debug logs, and [`runtime_dir`] (where
+/// `serve` saves a generated token and `stream` finds it for a loopback URL).
+/// Output is piped; stdin is the caller's choice (piped by default).
+pub fn wsdrain_command(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("WSDRAIN_TOKEN")
+        .env_remove("RUST_LOG")
+        .env("WSDRAIN_LOG", "wsdrain=debug")
+        .env("XDG_RUNTIME_DIR", runtime_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
 }
 
-impl Serve {
-    /// `wsdrain serve --workspace DIR --shell /bin/sh EXTRA...`.
-    pub fn start(workspace: &Path, extra: &[&str]) -> Serve {
-        Self::start_with(workspace, extra, |_| {})
-    }
+/// A child's stderr, collected on a thread as it is written.
+pub struct StderrSink {
+    text: Arc<Mutex<String>>,
+    /// Set at EOF: everything the process wrote is in `text`.
+    done: Arc<AtomicBool>,
+}
 
-    /// Like [`Serve::start`], with a last word on the command.
-    pub fn start_with(workspace: &Path, extra: &[&str], tweak: impl FnOnce(&mut Command)) -> Serve {
-        let mut command = Command::new(BIN);
-        command
-            .args(["serve", "--workspace", workspace.to_str().unwrap()])
-            .args(["--shell", "/bin/sh"])
-            .args(extra)
-            .env_remove("WSDRAIN_TOKEN")
-            .env_remove("RUST_LOG")
-            .env("WSDRAIN_LOG", "wsdrain=debug")
-            .env("XDG_RUNTIME_DIR", runtime_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        tweak(&mut command);
-        let mut child = command.spawn().expect("spawn wsdrain serve");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let mut err = child.stderr.take().unwrap();
+impl StderrSink {
+    /// Take the child's piped stderr and start collecting it.
+    pub fn attach(child: &mut Child) -> StderrSink {
+        let text = Arc::new(Mutex::new(String::new()));
+        let done = Arc::new(AtomicBool::new(false));
+        let (sink, eof) = (text.clone(), done.clone());
+        let mut err = child.stderr.take().expect("stderr piped");
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = err.read(&mut buf) {
@@ -67,18 +65,70 @@ impl Serve {
                     .unwrap()
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
+            eof.store(true, Ordering::Release);
         });
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = std::sync::mpsc::channel();
-        // Keep draining stdout so the server never blocks on it.
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+        StderrSink { text, done }
+    }
+
+    /// What was written so far.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Wait (at most `limit`) until stderr reached EOF.
+    pub fn wait_eof(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.done.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// The child's stdout lines, read on a thread (so the child never blocks
+/// on a full pipe) and handed over on a channel that ends at EOF.
+pub fn stdout_lines(child: &mut Child) -> Receiver<String> {
+    let stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
             }
-        });
+        }
+    });
+    lines
+}
+
+/// A running `wsdrain serve`; killed and reaped on drop.
+pub struct Serve {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// The token from the token line (generated ones only).
+    pub token: Option<String>,
+    /// The second stdout line (token or warning).
+    pub token_line: String,
+    stderr: StderrSink,
+}
+
+impl Serve {
+    /// `wsdrain serve --workspace DIR --shell /bin/sh EXTRA...`.
+    pub fn start(workspace: &Path, extra: &[&str]) -> Serve {
+        Self::start_with(workspace, extra, |_| {})
+    }
+
+    /// Like [`Serve::start`], with a last word on the command.
+    pub fn start_with(workspace: &Path, extra: &[&str], tweak: impl FnOnce(&mut Command)) -> Serve {
+        let mut command = wsdrain_command(&["serve", "--workspace", workspace.to_str().unwrap()]);
+        command
+            .args(["--shell", "/bin/sh"])
+            .args(extra)
+            .stdin(Stdio::null());
+        tweak(&mut command);
+        let mut child = command.spawn().expect("spawn wsdrain serve");
+        let stderr = StderrSink::attach(&mut child);
+        // Keep draining stdout so the server never blocks on it.
+        let lines = stdout_lines(&mut child);
         let first = lines.recv_timeout(PATIENCE).unwrap_or_default();
         let addr = first
             .trim()
@@ -86,7 +136,7 @@ impl Serve {
             .unwrap_or_else(|| {
                 panic!(
                     "unexpected first line {first:?}; stderr:\n{}",
-                    stderr.lock().unwrap()
+                    stderr.text()
                 )
             })
             .parse()
@@ -117,7 +167,7 @@ impl Serve {
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
     }
 
     /// `Authorization` header for the server's token (none without one).

@@ -191,6 +191,7 @@ fn run(command: Command) -> Result<(), String> {
                 }
             }
             cell::set_pending(None);
+            result.coverage = wsdrain_loom_tests::windows::hits(scenario);
             cell::write_once(&result);
             Ok(())
         }

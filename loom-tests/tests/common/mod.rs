@@ -48,6 +48,19 @@ pub fn fixed_client_passes(scenario: Scenario) -> CellResult {
         result.report.clone().unwrap_or_default()
     );
     assert!(result.executions > 0, "no execution was explored");
+    // The scenario reaches every race window it exists to hit.
+    assert!(
+        !result.coverage.is_empty(),
+        "{scenario} names no race window"
+    );
+    for window in &result.coverage {
+        assert!(
+            window.hits > 0,
+            "{scenario} never hit its race window \"{}\" in {} {CHECKER} executions",
+            window.window,
+            result.executions
+        );
+    }
     result
 }
 
