@@ -499,17 +499,23 @@ mod tests {
     use super::*;
 
     /// A writer that records what it is fed and counts its flushes.
-    #[derive(Clone, Default)]
-    struct Recording(std::sync::Arc<std::sync::Mutex<(Vec<String>, usize)>>);
+    #[derive(Clone)]
+    struct Recording(Arc<crate::sync::Mutex<(Vec<String>, usize)>>);
+
+    impl Default for Recording {
+        fn default() -> Self {
+            Self(Arc::new(crate::sync::Mutex::new((Vec::new(), 0))))
+        }
+    }
 
     impl FrameWriter for Recording {
         async fn feed(&mut self, text: String) -> Result<()> {
-            self.0.lock().unwrap().0.push(text);
+            self.0.lock().0.push(text);
             Ok(())
         }
 
         async fn flush(&mut self) -> Result<()> {
-            self.0.lock().unwrap().1 += 1;
+            self.0.lock().1 += 1;
             Ok(())
         }
 
@@ -534,7 +540,7 @@ mod tests {
         }
         for _ in 0..10_000 {
             let written = {
-                let (fed, flushes) = &*recording.0.lock().unwrap();
+                let (fed, flushes) = &*recording.0.lock();
                 fed.len() == 1000 && *flushes > 0
             };
             if written {
@@ -544,7 +550,7 @@ mod tests {
         }
         stream.close();
         writer.await.unwrap();
-        let (fed, flushes) = std::mem::take(&mut *recording.0.lock().unwrap());
+        let (fed, flushes) = std::mem::take(&mut *recording.0.lock());
         let data: Vec<String> = fed
             .iter()
             .map(|text| match Envelope::decode(text).unwrap().message {
