@@ -465,6 +465,18 @@ pub fn write_once(result: &CellResult) {
     let _ = stdout.flush();
 }
 
+/// Write the result line again, after [`write_once`]: a later, better
+/// result of the same cell (the loom SC search's); [`CellResult::parse`]
+/// takes the last line.
+pub fn write_again(result: &CellResult) {
+    let mut written = WRITTEN.lock().unwrap_or_else(|p| p.into_inner());
+    *written = true;
+    let line = serde_json::to_string(result).expect("serialize the cell result");
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
 /// Milliseconds of a duration, for the JSON.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3

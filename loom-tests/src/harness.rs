@@ -67,6 +67,10 @@ pub struct Failure {
     /// Its preemptions, as the heading says them ("2 preemption(s)",
     /// "1 preemption(s), shrunk from 9"), when known.
     pub preemptions: Option<String>,
+    /// loom: what the search for a sequentially consistent execution of
+    /// the same failure found, when the first one was weak (see
+    /// [`crate::sc_search`]).
+    pub memory_note: Option<String>,
 }
 
 /// What an exploration found.
@@ -136,12 +140,21 @@ pub fn install_panic_hook() {
             // failure was shrunk (`explore`, `replay`).
             if is_first
                 && cfg!(wsdrain_loom)
+                && !sc_searching()
                 && let (Some(pending), Some(captured)) = (crate::cell::pending(), captured)
             {
                 crate::cell::write_once(&caught(pending, captured));
             }
         }));
     });
+}
+
+/// Whether loom's SC search runs (its failures are its own, not the cell's).
+fn sc_searching() -> bool {
+    #[cfg(wsdrain_loom)]
+    return crate::sc_search::searching();
+    #[cfg(not(wsdrain_loom))]
+    false
 }
 
 /// The result of a cell whose run just failed with `message`.
@@ -177,6 +190,16 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
         }
         preemptions
     };
+    // The SC search (which runs after this, see `explore`) leaves its note
+    // next to the artifact it reports.
+    let memory_note = if replaying {
+        result
+            .artifact
+            .as_deref()
+            .and_then(|a| read_sidecar(a, MEMORY_NOTE))
+    } else {
+        None
+    };
     let failure = Failure {
         oracle: oracle.or_else(|| Oracle::classify(&message)),
         message,
@@ -184,6 +207,7 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
         listing,
         artifact: artifact.clone(),
         preemptions,
+        memory_note,
     };
     result.result = CellOutcome::Caught;
     result.executions = executions;
@@ -212,16 +236,29 @@ fn caught(pending: crate::cell::Pending, captured: Captured) -> crate::cell::Cel
         .as_deref()
         .map(|a| replay_command(scenario, bugs, a));
     result.artifact = artifact;
+    *CAUGHT.lock().unwrap_or_else(|p| p.into_inner()) = Some((result.clone(), found_after));
     result
 }
 
+/// The cell result the panic hook wrote last, and the execution count its
+/// heading says: the SC search rewrites it (see [`crate::sc_search`]).
+static CAUGHT: Mutex<Option<(crate::cell::CellResult, usize)>> = Mutex::new(None);
+
+/// The cell result written at the failure, if any, and its "found after".
+#[cfg_attr(not(wsdrain_loom), allow(dead_code))]
+pub(crate) fn caught_result() -> Option<(crate::cell::CellResult, usize)> {
+    CAUGHT.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// The sidecar holding the execution count the failure was found at.
-const FOUND_AFTER: &str = "found-after";
+pub(crate) const FOUND_AFTER: &str = "found-after";
 /// The sidecar holding the failure's preemptions, as its heading says them.
-const PREEMPTIONS: &str = "preemptions";
+pub(crate) const PREEMPTIONS: &str = "preemptions";
+/// The sidecar holding the SC search's note (see [`crate::sc_search`]).
+pub(crate) const MEMORY_NOTE: &str = "memory";
 
 /// Where a fact about a failure is kept for its replay, next to its artifact.
-fn sidecar(artifact: &Path, what: &str) -> PathBuf {
+pub(crate) fn sidecar(artifact: &Path, what: &str) -> PathBuf {
     let mut path = artifact.as_os_str().to_owned();
     path.push(".");
     path.push(what);
@@ -294,10 +331,78 @@ fn payload_text(payload: &(dyn Any + Send)) -> String {
 
 /// Explore `scenario` with `bugs` switched on. A shuttle failure is shrunk
 /// to its fewest preemptions (see [`crate::shrink`]) before it is reported.
+///
+/// loom: when the failure found first is a weak-memory execution (its
+/// listing has stale reads no order explains), the same cell is explored
+/// again with every atomic sequentially consistent, within a budget, for a
+/// sequentially consistent execution of the same failure (see
+/// [`crate::sc_search`]).
 pub fn explore(scenario: Scenario, bugs: Bugs, strategy: &Strategy) -> Outcome {
-    let outcome = run(scenario, bugs, |body| run_checker(strategy, body));
+    let program = Program::scenario(scenario, bugs);
+    let outcome = run_program(&program, |body| run_checker(strategy, body));
+    #[cfg(wsdrain_loom)]
+    let outcome = crate::sc_search::follow_up(&program, strategy, outcome);
     #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
     let outcome = shrunk(scenario, bugs, outcome);
+    outcome
+}
+
+/// What an exploration runs: one execution of a scenario of the catalog,
+/// or of a small program (the harness's own tests).
+#[derive(Clone)]
+pub struct Program(std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl Program {
+    /// `scenario` with `bugs` switched on, its race windows recorded.
+    pub fn scenario(scenario: Scenario, bugs: Bugs) -> Program {
+        Program(std::sync::Arc::new(move || {
+            scenario.run(bugs);
+            crate::windows::record(scenario);
+        }))
+    }
+
+    /// Any program over the sync facade (one execution of it; each starts
+    /// a fresh trace).
+    pub fn new(body: impl Fn() + Send + Sync + 'static) -> Program {
+        Program(std::sync::Arc::new(move || {
+            wsdrain::sync::trace::reset();
+            body();
+        }))
+    }
+
+    /// Run one execution (inside a checker's model).
+    pub fn run(&self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Program")
+    }
+}
+
+/// [`explore`] for any program: loom runs the same SC search after a weak
+/// failure (no shrinking under shuttle, no cell result written).
+pub fn explore_program(program: &Program, strategy: &Strategy) -> Outcome {
+    let outcome = run_program(program, |body| run_checker(strategy, body));
+    #[cfg(wsdrain_loom)]
+    let outcome = crate::sc_search::follow_up(program, strategy, outcome);
+    outcome
+}
+
+/// [`replay`] for any program.
+pub fn replay_program(program: &Program, artifact: &Path) -> Outcome {
+    let mut outcome = run_program(program, |body| {
+        (
+            replay_checker(artifact, body),
+            Some(artifact.to_owned()),
+            false,
+        )
+    });
+    if let Some(failure) = &mut outcome.failure {
+        failure.memory_note = read_sidecar(artifact, MEMORY_NOTE);
+    }
     outcome
 }
 
@@ -446,13 +551,21 @@ fn run(
     bugs: Bugs,
     check: impl FnOnce(Box<dyn Fn() + Send + Sync>) -> RunResult,
 ) -> Outcome {
+    run_program(&Program::scenario(scenario, bugs), check)
+}
+
+/// [`run`] for any program.
+pub(crate) fn run_program(
+    program: &Program,
+    check: impl FnOnce(Box<dyn Fn() + Send + Sync>) -> RunResult,
+) -> Outcome {
     install_panic_hook();
     EXECUTIONS.store(0, Ordering::SeqCst);
     *FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let program = program.0.clone();
     let body = Box::new(move || {
         EXECUTIONS.fetch_add(1, Ordering::SeqCst);
-        scenario.run(bugs);
-        crate::windows::record(scenario);
+        program();
     });
     let start = Instant::now();
     let (result, artifact, incomplete) = check(body);
@@ -479,6 +592,7 @@ fn run(
             listing,
             artifact,
             preemptions: None,
+            memory_note: None,
         }
     });
     Outcome {
@@ -489,7 +603,7 @@ fn run(
     }
 }
 
-type RunResult = (std::thread::Result<()>, Option<PathBuf>, bool);
+pub(crate) type RunResult = (std::thread::Result<()>, Option<PathBuf>, bool);
 
 /// How often (in executions) a loom exploration saves its checkpoint.
 #[cfg(wsdrain_loom)]
@@ -505,17 +619,35 @@ struct ReplayMeta {
     bound: Option<usize>,
     execution: usize,
     interval: usize,
+    /// Whether it was found with every atomic forced to `SeqCst` (the SC
+    /// search): the replay forces it too.
+    #[serde(default)]
+    seq_cst: bool,
 }
 
 /// Called at the failure: record where in the exploration it happened, in
 /// the file that is the counterexample's replay artifact.
 #[cfg(wsdrain_loom)]
 fn save_replay_meta(checkpoint: &Path, bound: Option<usize>) -> PathBuf {
+    save_replay_meta_of(checkpoint, bound, EXECUTIONS.load(Ordering::SeqCst), false)
+}
+
+/// Write the replay file of the failure at `execution` of an exploration
+/// at `bound` that kept `checkpoint` (`seq_cst`: with every atomic forced
+/// to `SeqCst`).
+#[cfg(wsdrain_loom)]
+pub(crate) fn save_replay_meta_of(
+    checkpoint: &Path,
+    bound: Option<usize>,
+    execution: usize,
+    seq_cst: bool,
+) -> PathBuf {
     let meta = ReplayMeta {
         checkpoint: checkpoint.to_owned(),
         bound,
-        execution: EXECUTIONS.load(Ordering::SeqCst),
+        execution,
         interval: CHECKPOINT_INTERVAL,
+        seq_cst,
     };
     let path = checkpoint.with_extension("replay.json");
     if let Ok(json) = serde_json::to_string_pretty(&meta) {
@@ -534,11 +666,35 @@ fn run_checker(strategy: &Strategy, body: impl Fn() + Send + Sync + 'static) -> 
     else {
         panic!("this build has loom; shuttle strategies need --cfg wsdrain_shuttle");
     };
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = *preemption_bound;
-    builder.max_duration = *max_duration;
-    builder.max_branches = 10_000;
     *ARTIFACT.lock().unwrap_or_else(|p| p.into_inner()) = checkpoint.clone();
+    loom_check(
+        *preemption_bound,
+        *max_duration,
+        None,
+        checkpoint.as_deref(),
+        body,
+    )
+}
+
+/// One loom exploration: at `preemption_bound`, stopping after
+/// `max_duration` or `max_executions`, keeping `checkpoint`.
+#[cfg(wsdrain_loom)]
+pub(crate) fn loom_check(
+    preemption_bound: Option<usize>,
+    max_duration: Option<Duration>,
+    max_executions: Option<usize>,
+    checkpoint: Option<&Path>,
+    body: impl Fn() + Send + Sync + 'static,
+) -> RunResult {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = preemption_bound;
+    builder.max_duration = max_duration;
+    builder.max_branches = 10_000;
+    if let Some(max) = max_executions {
+        // loom checks its limits every `checkpoint_interval` executions.
+        builder.checkpoint_interval = CHECKPOINT_INTERVAL;
+        builder.max_permutations = Some(max);
+    }
     if let Some(path) = checkpoint {
         // A fresh exploration: loom would resume from an existing file.
         let _ = std::fs::remove_file(path);
@@ -546,13 +702,13 @@ fn run_checker(strategy: &Strategy, body: impl Fn() + Send + Sync + 'static) -> 
         // execution about to run. A failure at execution k then replays from
         // the last checkpoint in at most CHECKPOINT_INTERVAL executions (see
         // `replay_checker`); writing it every execution would cost 5-10x.
-        builder.checkpoint_file = Some(path.clone());
+        builder.checkpoint_file = Some(path.to_owned());
         builder.checkpoint_interval = CHECKPOINT_INTERVAL;
     }
     let start = Instant::now();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.check(body)));
     let incomplete = max_duration.is_some_and(|d| start.elapsed() >= d);
-    (result, checkpoint.clone(), incomplete)
+    (result, checkpoint.map(Path::to_owned), incomplete)
 }
 
 #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
@@ -646,7 +802,12 @@ fn replay_checker(
     };
     // loom stops *before* execution number `max_permutations`.
     builder.max_permutations = Some(runs + 1);
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.check(body)))
+    // Found by the SC search: replayed with every atomic SeqCst again.
+    let forced = wsdrain::sync::atomic::seq_cst_forced();
+    wsdrain::sync::atomic::force_seq_cst(meta.seq_cst);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.check(body)));
+    wsdrain::sync::atomic::force_seq_cst(forced);
+    result
 }
 
 #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
@@ -769,10 +930,15 @@ impl Failure {
             .as_deref()
             .map(|p| format!(", {p}"))
             .unwrap_or_default();
+        let memory = self
+            .memory_note
+            .as_deref()
+            .map(|note| format!("memory: {note}\n"))
+            .unwrap_or_default();
         let mut out = format!(
             "counterexample: {variant} / {scenario} / {checker}, found after {executions} execution(s){preemptions}\n\
              oracle: {oracle}\n\
-             failure: {}\n\n{}",
+             failure: {}\n{memory}\n{}",
             self.message, self.trace
         );
         if self.listing.is_weak() {

@@ -21,6 +21,8 @@ mod fault_scenarios;
 pub mod harness;
 pub mod listing;
 pub mod oracles;
+#[cfg(wsdrain_loom)]
+pub mod sc_search;
 pub mod scenarios;
 #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
 pub mod shrink;
