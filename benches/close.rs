@@ -15,7 +15,11 @@
 //! - `wsdrain idle (block_on)`: called from `Runtime::block_on` on a
 //!   non-worker thread (like `#[tokio::main]`'s body);
 //! - `plain idle (task)`: token + Close frame + join, from a task;
-//! - `wsdrain load (task)` / `plain load (task)`: the same under load.
+//! - `plain+release idle (task)`: the same, and the sink dropped inside the
+//!   timing (the socket's fd closed): what the drain barrier includes, as
+//!   its tasks own the connection and exit before `close()` returns;
+//! - `wsdrain load (task)` / `plain load (task)` / `plain+release load
+//!   (task)`: the same under load.
 //!
 //! Run: `cargo bench --bench close`.
 
@@ -75,8 +79,10 @@ async fn wsdrain_close(url: String, load: Load) -> Duration {
 }
 
 /// The plain equivalent: reader task + token; close = cancel, Close frame,
-/// join the reader.
-async fn plain_close(ws_url: String, load: Load) -> Duration {
+/// join the reader; with `release`, dropping the sink (the last handle of
+/// the socket, so its fd is closed) is timed too, as the drain barrier's
+/// tasks release the connection before `close()` returns.
+async fn plain_close(ws_url: String, load: Load, release: bool) -> Duration {
     let (socket, _) = tokio_tungstenite::connect_async_with_config(ws_url, None, true)
         .await
         .unwrap();
@@ -114,6 +120,9 @@ async fn plain_close(ws_url: String, load: Load) -> Duration {
     token.cancel();
     let _ = sink.close().await;
     reader.await.unwrap();
+    if release {
+        drop(sink);
+    }
     start.elapsed()
 }
 
@@ -122,6 +131,7 @@ enum Alt {
     WsdrainTask,
     WsdrainBlockOn,
     PlainTask,
+    PlainTaskRelease,
 }
 
 struct Servers {
@@ -140,7 +150,10 @@ fn sample(rt: &Runtime, servers: &Servers, alt: Alt, load: Load) -> Duration {
             .unwrap(),
         Alt::WsdrainBlockOn => rt.block_on(wsdrain_close(server.base_url(), load)),
         Alt::PlainTask => rt
-            .block_on(rt.spawn(plain_close(server.ws_url(), load)))
+            .block_on(rt.spawn(plain_close(server.ws_url(), load, false)))
+            .unwrap(),
+        Alt::PlainTaskRelease => rt
+            .block_on(rt.spawn(plain_close(server.ws_url(), load, true)))
             .unwrap(),
     }
 }
@@ -165,12 +178,22 @@ fn main() {
         }),
     };
 
-    let cases: [(&str, Alt, Load); 5] = [
+    let cases: [(&str, Alt, Load); 7] = [
         ("wsdrain idle (task)", Alt::WsdrainTask, Load::Idle),
         ("wsdrain idle (block_on)", Alt::WsdrainBlockOn, Load::Idle),
         ("plain idle (task)", Alt::PlainTask, Load::Idle),
+        (
+            "plain+release idle (task)",
+            Alt::PlainTaskRelease,
+            Load::Idle,
+        ),
         ("wsdrain load (task)", Alt::WsdrainTask, Load::Receiving),
         ("plain load (task)", Alt::PlainTask, Load::Receiving),
+        (
+            "plain+release load (task)",
+            Alt::PlainTaskRelease,
+            Load::Receiving,
+        ),
     ];
 
     let mut g = c.benchmark_group("close");
@@ -206,6 +229,8 @@ fn main() {
     }
     ratio("p50 wsdrain idle", p[0].0, "plain idle", p[2].0);
     ratio("p99 wsdrain idle", p[0].1, "plain idle", p[2].1);
-    ratio("p50 wsdrain load", p[3].0, "plain load", p[4].0);
-    ratio("p99 wsdrain load", p[3].1, "plain load", p[4].1);
+    ratio("p50 wsdrain load", p[4].0, "plain load", p[5].0);
+    ratio("p99 wsdrain load", p[4].1, "plain load", p[5].1);
+    ratio("p50 wsdrain idle", p[0].0, "plain+release idle", p[3].0);
+    ratio("p50 wsdrain load", p[4].0, "plain+release load", p[6].0);
 }

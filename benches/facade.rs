@@ -78,26 +78,13 @@ fn tokio_current_task(rt: &tokio::runtime::Runtime, iters: u64) -> Duration {
 
 /// `iters` batches of `SPAWN_BATCH` tasks, each batch awaited to completion.
 fn spawn_batches(rt: &tokio::runtime::Runtime, iters: u64, facade: bool) -> Duration {
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let left = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-                for _ in 0..SPAWN_BATCH {
-                    let left = left.clone();
-                    let task = async move { left.add_permits(1) };
-                    if facade {
-                        wsdrain::sync::spawn(task);
-                    } else {
-                        drop(tokio::spawn(task));
-                    }
-                }
-                drop(left.acquire_many(SPAWN_BATCH as u32).await.unwrap());
-            }
-            start.elapsed()
-        })
-        .await
-        .unwrap()
+    support::spawn_batches(rt, iters, SPAWN_BATCH, move |finished| {
+        let task = async move { finished.signal() };
+        if facade {
+            wsdrain::sync::spawn(task);
+        } else {
+            drop(tokio::spawn(task));
+        }
     })
 }
 

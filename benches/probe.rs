@@ -46,32 +46,19 @@ fn bookkeeping(iters: u64) -> Duration {
 /// `iters` batches of `BATCH` tasks, each with (or without) the probe's
 /// bookkeeping, each batch awaited to completion.
 fn tasks(rt: &tokio::runtime::Runtime, iters: u64, probed: bool) -> Duration {
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            let probe = Arc::new(Probe::new("client"));
-            let start = Instant::now();
-            for _ in 0..iters {
-                let left = Arc::new(tokio::sync::Semaphore::new(0));
-                for _ in 0..BATCH {
-                    let left = left.clone();
-                    if probed {
-                        let probe = probe.clone();
-                        let ticket = probe.spawned(Role::Reader, Some(1));
-                        wsdrain::sync::spawn(async move {
-                            probe.started(ticket);
-                            left.add_permits(1);
-                            probe.exited(ticket);
-                        });
-                    } else {
-                        wsdrain::sync::spawn(async move { left.add_permits(1) });
-                    }
-                }
-                drop(left.acquire_many(BATCH as u32).await.unwrap());
-            }
-            start.elapsed()
-        })
-        .await
-        .unwrap()
+    let probe = Arc::new(Probe::new("client"));
+    support::spawn_batches(rt, iters, BATCH, move |finished| {
+        if probed {
+            let probe = probe.clone();
+            let ticket = probe.spawned(Role::Reader, Some(1));
+            wsdrain::sync::spawn(async move {
+                probe.started(ticket);
+                finished.signal();
+                probe.exited(ticket);
+            });
+        } else {
+            wsdrain::sync::spawn(async move { finished.signal() });
+        }
     })
 }
 

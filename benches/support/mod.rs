@@ -216,6 +216,48 @@ pub fn client_runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// Tells [`spawn_batches`] that one task of the batch has run.
+pub struct Finished(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Finished {
+    /// This task has run.
+    pub fn signal(self) {
+        self.0.add_permits(1);
+    }
+}
+
+/// `iters` batches of `batch` tasks, each batch spawned from inside a task
+/// on `rt` (as application code would) and awaited to completion; returns
+/// the time they took. `spawn_one` spawns one task, which must call
+/// [`Finished::signal`] when it runs (the `facade/spawn` and `probe/task`
+/// groups differ only in what it spawns).
+pub fn spawn_batches<S>(
+    rt: &tokio::runtime::Runtime,
+    iters: u64,
+    batch: u64,
+    spawn_one: S,
+) -> Duration
+where
+    S: Fn(Finished) + Send + 'static,
+{
+    let permits = u32::try_from(batch).expect("batch fits a semaphore");
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let left = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+                for _ in 0..batch {
+                    spawn_one(Finished(left.clone()));
+                }
+                drop(left.acquire_many(permits).await.unwrap());
+            }
+            start.elapsed()
+        })
+        .await
+        .unwrap()
+    })
+}
+
 // ---------------------------------------------------------------------------
 // Messages
 

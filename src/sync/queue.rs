@@ -33,6 +33,21 @@ struct State<T> {
     senders: Waiters,
 }
 
+impl<T> State<T> {
+    /// Move up to `limit` items into `buf`, in order; returns how many, and
+    /// the wakers of as many blocked senders as slots were freed (to wake
+    /// once the lock is released).
+    fn take_into(&mut self, buf: &mut Vec<T>, limit: usize) -> (usize, Vec<Waker>) {
+        let n = self.items.len().min(limit);
+        if n == 0 {
+            return (0, Vec::new());
+        }
+        buf.extend(self.items.drain(..n));
+        let senders = (0..n).map_while(|_| self.senders.take_one()).collect();
+        (n, senders)
+    }
+}
+
 /// Error of [`Queue::send`]: the queue was closed; the item comes back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("queue closed")]
@@ -102,6 +117,20 @@ impl<T> Queue<T> {
             buf,
             limit: limit.max(1),
         }
+    }
+
+    /// Move up to `limit` queued items (at least 1) into `buf` without
+    /// waiting; returns how many were moved (0 if none is queued, or once
+    /// the queue is closed). Single consumer, like [`recv`](Queue::recv).
+    pub fn try_recv_many(&self, buf: &mut Vec<T>, limit: usize) -> usize {
+        let mut state = self.state.lock();
+        if state.closed {
+            return 0;
+        }
+        let (n, senders) = state.take_into(buf, limit.max(1));
+        drop(state);
+        wake_all(senders);
+        n
     }
 
     /// Close the queue: later sends fail, the receiver gets `None`, queued
@@ -255,11 +284,8 @@ impl<T> Future for RecvMany<'_, T> {
         if state.closed {
             return Poll::Ready(0);
         }
-        let n = state.items.len().min(this.limit);
+        let (n, senders) = state.take_into(this.buf, this.limit);
         if n > 0 {
-            this.buf.extend(state.items.drain(..n));
-            // `n` slots freed: wake up to `n` blocked senders.
-            let senders: Vec<Waker> = (0..n).map_while(|_| state.senders.take_one()).collect();
             drop(state);
             wake_all(senders);
             return Poll::Ready(n);
