@@ -154,8 +154,8 @@ impl Scenario {
     /// The preemption bound `cargo xtask verify` explores the fixed client
     /// at by default: the largest that finishes within `--loom-seconds` on
     /// a loaded 2-core machine (see README; `--bound` overrides it for every
-    /// scenario). S4 stays at 1: at bound 2 it needs 420k+ executions,
-    /// several minutes. S6 at 2: 379,431 executions, 68 s at load 3 (156 s
+    /// scenario). S4 stays at 1: at bound 2 it passes in 973,439 executions,
+    /// 461 s at load 2.5-4.5 (measured 2026-12-02). S6 at 2: 379,431 executions, 68 s at load 3 (156 s
     /// at load 6, within verify's 180 s `--loom-seconds`; measured 2026-12-02).
     pub fn loom_bound(self) -> usize {
         match self {
