@@ -10,7 +10,7 @@ use wsdrain_loom_tests::Scenario;
 use wsdrain_loom_tests::cell::{Catalog, CellCommand, CellResult, Checker};
 use wsdrain_loom_tests::listing::ListingStyle;
 
-use crate::progress::Progress;
+use crate::progress::{CellTimes, Progress};
 use crate::report::{self, Report};
 use crate::shard::{RunRecord, Shard};
 
@@ -366,30 +366,46 @@ fn run_all(
     parallel: Option<usize>,
 ) -> Result<Vec<(Job, CellResult)>, String> {
     let total = jobs.len();
-    let progress = Progress::new(total);
-    let queue = Arc::new(Mutex::new(jobs.into_iter().collect::<VecDeque<_>>()));
-    let results = Arc::new(Mutex::new(Vec::with_capacity(total)));
-    let errors = Arc::new(Mutex::new(Vec::new()));
+    let times = Mutex::new(CellTimes::load(Path::new("target/wsdrain/cell-times.json")));
+    let keys: Vec<String> = jobs.iter().map(|(_, job)| job_key(job)).collect();
+    let (expected, timed) = times.lock().unwrap().expected(&keys);
     let workers = parallel
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
+    let progress = Progress::new(&expected, timed, workers);
+    let queue = Arc::new(Mutex::new(
+        jobs.into_iter()
+            .zip(keys.into_iter().zip(expected))
+            .collect::<VecDeque<_>>(),
+    ));
+    let results = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let errors = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                let (queue, results, errors, progress) = (&queue, &results, &errors, &progress);
+                let (queue, results, errors, progress, times) =
+                    (&queue, &results, &errors, &progress, &times);
                 scope.spawn(move || {
                     loop {
-                        let Some((binary, job)) = queue.lock().unwrap().pop_front() else {
+                        let Some(((binary, job), (key, expected))) =
+                            queue.lock().unwrap().pop_front()
+                        else {
                             break;
                         };
-                        progress.started();
-                        match job.command.execute(&binary) {
+                        let cell = progress.started(expected);
+                        let started = Instant::now();
+                        let outcome = job.command.execute(&binary);
+                        times
+                            .lock()
+                            .unwrap()
+                            .record(key, started.elapsed().as_secs_f64() * 1e3);
+                        match outcome {
                             Ok(result) => {
-                                progress.finished(result.executions);
+                                progress.finished(cell, result.executions);
                                 results.lock().unwrap().push((job, result));
                             }
                             Err(e) => {
-                                progress.finished(0);
+                                progress.finished(cell, 0);
                                 errors.lock().unwrap().push(e);
                             }
                         }
@@ -404,11 +420,18 @@ fn run_all(
         progress.finish();
         let _ = ticker.join();
     });
+    times.lock().unwrap().save();
     let errors = Arc::try_unwrap(errors).unwrap().into_inner().unwrap();
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
     Ok(Arc::try_unwrap(results).unwrap().into_inner().unwrap())
+}
+
+/// A job's identity across runs (its checker and its cell's arguments), for
+/// the progress estimate's cell times.
+fn job_key(job: &Job) -> String {
+    format!("{} {}", job.checker.name(), job.command.args().join(" "))
 }
 
 /// What `cargo xtask replay` reruns.

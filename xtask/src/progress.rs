@@ -1,8 +1,16 @@
 //! Progress of `cargo xtask verify`: a bar on a terminal (cells done/total,
 //! executions, elapsed, estimate of the rest), plain periodic lines when
 //! stderr is not a terminal (CI logs), so a long run is never silent.
+//!
+//! Cells differ by four orders of magnitude (a bug caught in one execution,
+//! a loom scenario explored for a minute), so the estimate weighs each cell
+//! by its wall time in the previous run on this machine ([`CellTimes`]);
+//! cells never timed count as the median timed one, and with no history at
+//! all every cell weighs the same.
 
+use std::collections::HashMap;
 use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,27 +23,47 @@ pub const LINE_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Progress {
     bar: Option<ProgressBar>,
     total: usize,
+    /// Cells that run at once.
+    workers: usize,
+    /// Whether the expected times come from an earlier run (otherwise
+    /// every cell weighs the same and the pace is learnt from the first
+    /// cells).
+    timed: bool,
+    /// The expected time of all the cells.
+    total_ms: f64,
     started: Instant,
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     done: usize,
     executions: usize,
-    running: usize,
+    /// Expected ms of the cells not started yet.
+    waiting_ms: f64,
+    /// The running cells: (id, start, expected ms).
+    running: Vec<(usize, Instant, f64)>,
+    next_id: usize,
+    /// Expected and actual ms of the finished cells: their ratio is the pace.
+    done_expected_ms: f64,
+    done_actual_ms: f64,
     last_line: Option<Instant>,
     finished: bool,
 }
 
+/// A started cell, for [`Progress::finished`].
+pub struct Running(usize);
+
 impl Progress {
-    /// Progress over `total` cells: a bar if stderr is a terminal.
-    pub fn new(total: usize) -> Progress {
+    /// Progress over cells expected to take these times (ms; see
+    /// [`CellTimes`]; `timed` is false when they are placeholders), run
+    /// `workers` at a time: a bar if stderr is a terminal.
+    pub fn new(expected_ms: &[f64], timed: bool, workers: usize) -> Progress {
+        let total = expected_ms.len();
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total as u64);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} cells, {msg}, ETA {eta}",
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} cells, {msg}",
                 )
                 .expect("a valid template")
                 .progress_chars("=> "),
@@ -47,8 +75,21 @@ impl Progress {
         Progress {
             bar,
             total,
+            workers: workers.max(1),
+            timed,
+            total_ms: expected_ms.iter().sum(),
             started: Instant::now(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                done: 0,
+                executions: 0,
+                waiting_ms: expected_ms.iter().sum(),
+                running: Vec::new(),
+                next_id: 0,
+                done_expected_ms: 0.0,
+                done_actual_ms: 0.0,
+                last_line: None,
+                finished: false,
+            }),
         }
     }
 
@@ -56,19 +97,28 @@ impl Progress {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A cell process started.
-    pub fn started(&self) {
-        self.lock().running += 1;
+    /// A cell expected to take `expected_ms` started.
+    pub fn started(&self, expected_ms: f64) -> Running {
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        state.waiting_ms = (state.waiting_ms - expected_ms).max(0.0);
+        state.running.push((id, Instant::now(), expected_ms));
+        Running(id)
     }
 
     /// A cell finished after `executions` explored executions.
-    pub fn finished(&self, executions: usize) {
+    pub fn finished(&self, cell: Running, executions: usize) {
         let mut state = self.lock();
+        if let Some(at) = state.running.iter().position(|(id, ..)| *id == cell.0) {
+            let (_, start, expected) = state.running.swap_remove(at);
+            state.done_expected_ms += expected;
+            state.done_actual_ms += start.elapsed().as_secs_f64() * 1e3;
+        }
         state.done += 1;
-        state.running = state.running.saturating_sub(1);
         state.executions += executions;
         if let Some(bar) = &self.bar {
-            bar.set_message(format!("{} executions", state.executions));
+            bar.set_message(self.message(&state));
             bar.inc(1);
         }
     }
@@ -76,36 +126,80 @@ impl Progress {
     /// The plain progress line (also the bar's content, in words).
     pub fn line(&self) -> String {
         let state = self.lock();
-        line(
+        self.line_of(&state)
+    }
+
+    fn line_of(&self, state: &State) -> String {
+        format!(
+            "{}/{} cells done ({} running), {}",
             state.done,
             self.total,
-            state.running,
-            state.executions,
-            self.started.elapsed(),
+            state.running.len(),
+            self.message(state)
         )
     }
 
+    /// `31250 executions, 0:42 elapsed, ~1:38 left`.
+    fn message(&self, state: &State) -> String {
+        let eta = match self.left(state) {
+            _ if state.done >= self.total => "done".to_owned(),
+            Some(left) => format!("~{} left", clock(left)),
+            None => "estimate after the first cell".to_owned(),
+        };
+        format!(
+            "{} executions, {} elapsed, {eta}",
+            state.executions,
+            clock(self.started.elapsed())
+        )
+    }
+
+    /// What is left: the expected time of the waiting cells and the rest of
+    /// the running ones, at the pace the finished cells ran at, spread over
+    /// the workers.
+    fn left(&self, state: &State) -> Option<Duration> {
+        // The pace (actual over expected time of the finished cells) says
+        // how this run compares with the one that timed the cells; it is
+        // trusted once the finished cells stand for a twentieth of the
+        // work (a few quick cells say little about the loom cells), and
+        // kept within a factor of four. Untimed cells weigh the same: the
+        // pace is then the mean time of a cell.
+        let ratio =
+            (state.done_expected_ms > 0.0).then(|| state.done_actual_ms / state.done_expected_ms);
+        let pace = if !self.timed {
+            ratio?
+        } else if state.done_expected_ms >= self.total_ms / 20.0 {
+            ratio.unwrap_or(1.0).clamp(0.25, 4.0)
+        } else {
+            1.0
+        };
+        let now = Instant::now();
+        let running: f64 = state
+            .running
+            .iter()
+            .map(|(_, start, expected)| {
+                (expected * pace - now.duration_since(*start).as_secs_f64() * 1e3).max(0.0)
+            })
+            .sum();
+        let ms = (state.waiting_ms * pace + running) / self.workers as f64;
+        Some(Duration::from_secs_f64(ms / 1e3))
+    }
+
     /// Print a plain line if not on a terminal and `LINE_INTERVAL` has passed
-    /// since the last one. Returns false once [`finish`](Self::finish) ran.
+    /// since the last one (on a terminal, refresh the bar's estimate).
+    /// Returns false once [`finish`](Self::finish) ran.
     pub fn tick(&self) -> bool {
         let mut state = self.lock();
         if state.finished {
             return false;
         }
-        if self.bar.is_none() {
-            let due = state.last_line.is_none_or(|t| t.elapsed() >= LINE_INTERVAL);
-            if due {
-                state.last_line = Some(Instant::now());
-                eprintln!(
-                    "verify: {}",
-                    line(
-                        state.done,
-                        self.total,
-                        state.running,
-                        state.executions,
-                        self.started.elapsed()
-                    )
-                );
+        match &self.bar {
+            Some(bar) => bar.set_message(self.message(&state)),
+            None => {
+                let due = state.last_line.is_none_or(|t| t.elapsed() >= LINE_INTERVAL);
+                if due {
+                    state.last_line = Some(Instant::now());
+                    eprintln!("verify: {}", self.line_of(&state));
+                }
             }
         }
         true
@@ -129,23 +223,58 @@ impl Progress {
     }
 }
 
-/// `12/40 cells done (2 running), 31250 executions, 0:42 elapsed, ~1:38 left`.
-fn line(done: usize, total: usize, running: usize, executions: usize, elapsed: Duration) -> String {
-    let eta = if done == 0 {
-        "estimate after the first cell".to_owned()
-    } else if done >= total {
-        "done".to_owned()
-    } else {
-        let per_cell = elapsed.as_secs_f64() / done as f64;
-        format!(
-            "~{} left",
-            clock(Duration::from_secs_f64(per_cell * (total - done) as f64))
-        )
-    };
-    format!(
-        "{done}/{total} cells done ({running} running), {executions} executions, {} elapsed, {eta}",
-        clock(elapsed)
-    )
+/// Each cell's wall time in earlier runs on this machine, by its command
+/// (`target/wsdrain/cell-times.json`): the weights of the estimate.
+#[derive(Debug, Default)]
+pub struct CellTimes {
+    path: PathBuf,
+    ms: HashMap<String, f64>,
+}
+
+impl CellTimes {
+    /// The times saved at `path` (none if it is missing or unreadable: the
+    /// estimate then counts cells).
+    pub fn load(path: &Path) -> CellTimes {
+        let ms = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        CellTimes {
+            path: path.to_owned(),
+            ms,
+        }
+    }
+
+    /// The expected ms of cells with these keys: their last time, else the
+    /// median of the known ones; and whether any was known (if none, the
+    /// times are placeholders of 1 ms each).
+    pub fn expected(&self, keys: &[String]) -> (Vec<f64>, bool) {
+        let mut known: Vec<f64> = keys
+            .iter()
+            .filter_map(|k| self.ms.get(k))
+            .copied()
+            .collect();
+        known.sort_by(f64::total_cmp);
+        let timed = !known.is_empty();
+        let fallback = known.get(known.len() / 2).copied().unwrap_or(1.0).max(1.0);
+        let ms = keys
+            .iter()
+            .map(|k| self.ms.get(k).copied().unwrap_or(fallback).max(1.0))
+            .collect();
+        (ms, timed)
+    }
+
+    /// Remember a cell's time.
+    pub fn record(&mut self, key: String, ms: f64) {
+        self.ms.insert(key, ms);
+    }
+
+    /// Save for the next run (best effort: only the estimate depends on it).
+    pub fn save(&self) {
+        if let Ok(text) = serde_json::to_string(&self.ms) {
+            let _ = std::fs::write(&self.path, text);
+        }
+    }
 }
 
 fn clock(d: Duration) -> String {
@@ -157,14 +286,88 @@ fn clock(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    fn times(entries: &[(&str, f64)]) -> CellTimes {
+        CellTimes {
+            path: PathBuf::new(),
+            ms: entries.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        }
+    }
+
+    fn minutes_left(line: &str) -> f64 {
+        let eta = line.rsplit(", ~").next().unwrap();
+        let (m, s) = eta.trim_end_matches(" left").split_once(':').unwrap();
+        m.parse::<f64>().unwrap() + s.parse::<f64>().unwrap() / 60.0
+    }
+
     #[test]
     fn the_line_says_cells_executions_elapsed_and_what_is_left() {
-        let text = line(10, 40, 2, 31_250, Duration::from_secs(20));
-        assert_eq!(
-            text,
-            "10/40 cells done (2 running), 31250 executions, 0:20 elapsed, ~1:00 left"
+        let progress = Progress::new(&[1.0; 4], false, 2);
+        let line = progress.line();
+        assert!(
+            line.starts_with("0/4 cells done (0 running), 0 executions, 0:00 elapsed"),
+            "{line}"
         );
-        assert!(line(0, 4, 2, 0, Duration::ZERO).contains("estimate after the first cell"));
-        assert!(line(4, 4, 0, 9, Duration::from_secs(75)).ends_with("1:15 elapsed, done"));
+        assert!(line.ends_with("estimate after the first cell"), "{line}");
+        let cell = progress.started(1.0);
+        progress.finished(cell, 31_250);
+        let line = progress.line();
+        assert!(
+            line.starts_with("1/4 cells done (0 running), 31250 executions"),
+            "{line}"
+        );
+        assert!(line.ends_with(" left"), "{line}");
+        for _ in 0..3 {
+            let cell = progress.started(1.0);
+            progress.finished(cell, 1);
+        }
+        assert!(
+            progress.line().ends_with("elapsed, done"),
+            "{}",
+            progress.line()
+        );
+    }
+
+    #[test]
+    fn the_estimate_weighs_cells_by_their_last_time() {
+        // Cells taken from an earlier run: 98 quick ones (10 ms) and two
+        // loom cells of 100 s each, two workers. Before anything finished,
+        // the estimate is already about 100 s, not "98% done".
+        let mut keys: Vec<String> = (0..98).map(|i| format!("bug {i}")).collect();
+        keys.extend(["loom S5".to_owned(), "loom S3".to_owned()]);
+        let mut entries: Vec<(String, f64)> = (0..98).map(|i| (format!("bug {i}"), 10.0)).collect();
+        entries.extend([
+            ("loom S5".to_owned(), 100_000.0),
+            ("loom S3".to_owned(), 100_000.0),
+        ]);
+        let history = CellTimes {
+            path: PathBuf::new(),
+            ms: entries.into_iter().collect(),
+        };
+        let (expected, timed) = history.expected(&keys);
+        assert!(timed);
+        let progress = Progress::new(&expected, timed, 2);
+        let left = minutes_left(&progress.line());
+        assert!((1.5..=2.0).contains(&left), "{}", progress.line());
+        // The quick cells finishing moves it by next to nothing.
+        for &ms in &expected[..98] {
+            let cell = progress.started(ms);
+            progress.finished(cell, 1);
+        }
+        let _s5 = progress.started(expected[98]);
+        let _s3 = progress.started(expected[99]);
+        let line = progress.line();
+        assert!(line.starts_with("98/100 cells done (2 running)"), "{line}");
+        assert!(minutes_left(&line) >= 0.8, "{line}");
+    }
+
+    #[test]
+    fn unknown_cells_count_as_the_median_known_one_and_no_history_is_untimed() {
+        let history = times(&[("a", 10.0), ("b", 30.0), ("c", 20.0)]);
+        let keys = ["a", "b", "new"].map(str::to_owned);
+        assert_eq!(history.expected(&keys), (vec![10.0, 30.0, 30.0], true));
+        assert_eq!(
+            CellTimes::default().expected(&keys),
+            (vec![1.0, 1.0, 1.0], false)
+        );
     }
 }
