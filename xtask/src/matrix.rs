@@ -26,7 +26,7 @@ pub struct VerifyArgs {
     pub bug_bound: usize,
     /// loom: per-run time limit, seconds (a fixed-client run that hits it is
     /// reported as incomplete).
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 180)]
     pub loom_seconds: u64,
     /// loom: also find, per scenario, the largest bound that finishes within
     /// --loom-seconds (slow: up to that long per scenario and bound).
