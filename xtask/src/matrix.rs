@@ -18,7 +18,8 @@ use crate::shard::{RunRecord, Shard};
 #[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VerifyArgs {
     /// loom: preemption bound for the exhaustive runs of the fixed client
-    /// (default: per scenario, the largest that finishes within a minute here).
+    /// (default: per scenario, the largest that fits the verify budget on two
+    /// cores: `Scenario::loom_bound`).
     #[arg(long, env = "LOOM_MAX_PREEMPTIONS")]
     pub bound: Option<usize>,
     /// loom: largest bound tried (iteratively, from 0) when hunting a bug.
