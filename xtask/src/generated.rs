@@ -276,14 +276,7 @@ pub fn html(out: &mut String, settings: &crate::report::Settings, cells: &[Gener
             let (class, text, title) = match cell {
                 None => ("na", "-".to_owned(), String::new()),
                 Some(c) => (
-                    match c.status {
-                        Status::Pass => "pass",
-                        Status::Caught => "caught",
-                        Status::Incomplete => "incomplete",
-                        Status::Failed => "FAILED",
-                        Status::Escaped => "ESCAPED",
-                        Status::NotApplicable => "na",
-                    },
+                    c.status.css_class(),
                     text(c),
                     c.note.clone().unwrap_or_default(),
                 ),

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use wsdrain_loom_tests::listing::{EdgeKind, Listing};
 
-use crate::report::{Counterexample, Report, Status};
+use crate::report::{Counterexample, Report};
 
 /// Escape text for HTML content and attribute values.
 pub(crate) fn esc(text: &str) -> String {
@@ -91,14 +91,7 @@ pub fn render(report: &Report) -> String {
         for row in &table.rows {
             let _ = write!(out, "<tr><th>{}</th>", esc(&row.variant));
             for cell in &row.cells {
-                let class = match cell.status {
-                    Status::Pass => "pass",
-                    Status::Caught => "caught",
-                    Status::Incomplete => "incomplete",
-                    Status::Failed => "FAILED",
-                    Status::Escaped => "ESCAPED",
-                    Status::NotApplicable => "na",
-                };
+                let class = cell.status.css_class();
                 let title = cell
                     .note
                     .clone()

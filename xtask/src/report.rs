@@ -32,6 +32,20 @@ pub enum Status {
     NotApplicable,
 }
 
+impl Status {
+    /// The class of a cell with this verdict in `report.html`.
+    pub fn css_class(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Caught => "caught",
+            Status::Incomplete => "incomplete",
+            Status::Failed => "FAILED",
+            Status::Escaped => "ESCAPED",
+            Status::NotApplicable => "na",
+        }
+    }
+}
+
 /// One cell of a table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
