@@ -585,25 +585,24 @@ fn floats_in_unknown_fields_survive_decode_encode() {
 /// explores under shuttle and loom) on a paused current-thread runtime or
 /// on two workers; a hang fails after a bounded time.
 fn run_program(multi_thread: bool, program: &wsdrain_model::Program) {
-    let rt = if multi_thread {
-        Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-    } else {
-        Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
+    let limit = std::time::Duration::from_secs(60);
+    let hung = || panic!("the program hung:\n{}", program.describe());
+    if !multi_thread {
+        return wsdrain_model::exec::run_paused(program, base_config(), limit)
+            .unwrap_or_else(|_| hung());
     }
-    .expect("runtime");
+    let rt = Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         tokio::time::timeout(
-            std::time::Duration::from_secs(60),
+            limit,
             wsdrain_model::exec::run_tokio(program, base_config()),
         )
         .await
-        .unwrap_or_else(|_| panic!("the program hung:\n{}", program.describe()))
+        .unwrap_or_else(|_| hung())
     });
 }
 

@@ -18,14 +18,14 @@
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
+use std::sync::{Mutex, Once};
 use wsdrain::ClientConfig;
 use wsdrain_fuzz::ops::{
     Down, Harness, Input, MAX_CLIENTS, Model, Op, Race, STEP, message, text_frame,
 };
-use std::sync::{Mutex, Once};
 
 use wsdrain_model::Program;
-use wsdrain_model::exec::run_tokio;
+use wsdrain_model::exec::run_paused;
 
 /// At most this many operations per input.
 const MAX_OPS: usize = 40;
@@ -217,16 +217,7 @@ fn run_program(data: &[u8]) {
     install_hook();
     let program = Program::from_bytes(data).without_handler_panics();
     *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = Some(program.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        tokio::time::timeout(STEP * 20, run_tokio(&program, ClientConfig::default()))
-            .await
-            .expect("the generated program hung")
-    });
+    run_paused(&program, ClientConfig::default(), STEP * 20).expect("the generated program hung");
     *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 

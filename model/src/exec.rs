@@ -349,18 +349,7 @@ impl World {
                 Outcome::Done
             }
             Op::ManagerWait => {
-                if let Some(manager) = &self.manager {
-                    manager.wait().await;
-                    let live = manager.live_tasks();
-                    if live > 0 {
-                        violated(
-                            Oracle::DrainBarrier,
-                            format!(
-                                "StreamManager::wait() returned with {live} manager task(s) alive"
-                            ),
-                        );
-                    }
-                }
+                self.wait_for_manager().await;
                 Outcome::Done
             }
             Op::Fault { fault } => {
@@ -413,9 +402,9 @@ impl World {
         self.transport.inject(Fault::Cancel);
     }
 
-    /// After every task has ended: the manager's drain, a second close,
-    /// and the end-of-execution oracles.
-    async fn finish(&self) {
+    /// `StreamManager::wait()` (if there is a manager), a drain barrier: no
+    /// manager task may be alive when it returns.
+    async fn wait_for_manager(&self) {
         if let Some(manager) = &self.manager {
             manager.wait().await;
             let live = manager.live_tasks();
@@ -426,6 +415,12 @@ impl World {
                 );
             }
         }
+    }
+
+    /// After every task has ended: the manager's drain, a second close,
+    /// and the end-of-execution oracles.
+    async fn finish(&self) {
+        self.wait_for_manager().await;
         self.client.close().await;
         self.after_close("the second final Client::close()");
         let streams = self.streams.lock().clone();
@@ -534,6 +529,30 @@ pub fn run_model(program: &Program, config: ClientConfig) {
         }
     }
     block_on(world.finish());
+}
+
+/// A program that did not end within its time limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hung;
+
+/// [`run_tokio`] on a paused current-thread runtime, bounded by `limit` of
+/// virtual time: the clock jumps ahead whenever every task is idle, so a
+/// deadlock is [`Hung`] at once, and the program's own timers cost nothing.
+pub fn run_paused(
+    program: &Program,
+    config: ClientConfig,
+    limit: std::time::Duration,
+) -> Result<(), Hung> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    rt.block_on(async {
+        tokio::time::timeout(limit, run_tokio(program, config))
+            .await
+            .map_err(|_| Hung)
+    })
 }
 
 /// The message of a panic payload: a [`Violation`]'s, or the text.

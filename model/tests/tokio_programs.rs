@@ -6,23 +6,12 @@ use std::time::Duration;
 
 use wsdrain::ClientConfig;
 use wsdrain_model::Program;
-use wsdrain_model::exec::run_tokio;
+use wsdrain_model::exec::{Hung, run_paused};
 use wsdrain_model::generate::Fit;
 
 fn run(program: &Program) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        tokio::time::timeout(
-            Duration::from_secs(600),
-            run_tokio(program, ClientConfig::default()),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("the program hung:\n{}", program.describe()));
-    });
+    run_paused(program, ClientConfig::default(), Duration::from_secs(600))
+        .unwrap_or_else(|Hung| panic!("the program hung:\n{}", program.describe()));
 }
 
 #[test]
