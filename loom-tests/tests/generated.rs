@@ -3,20 +3,12 @@
 //! counterexample replays to the same report.
 #![cfg(any(wsdrain_loom, wsdrain_shuttle))]
 
+mod common;
+
 use std::path::Path;
 
-use wsdrain_loom_tests::cell::{CellCommand, CellOutcome, CellResult, Checker};
-
-const CHECKER: Checker = match Checker::COMPILED {
-    Some(checker) => checker,
-    None => panic!("the model suites are built only with a checker's cfg"),
-};
-
-fn cell(command: &CellCommand) -> CellResult {
-    command
-        .execute(Path::new(env!("CARGO_BIN_EXE_wsdrain-cell")))
-        .unwrap_or_else(|e| panic!("{e}"))
-}
+use common::{CHECKER, cell};
+use wsdrain_loom_tests::cell::{CellCommand, CellOutcome, Checker};
 
 fn budget(command: CellCommand) -> CellCommand {
     match CHECKER {

@@ -17,7 +17,8 @@ pub const CHECKER: Checker = match Checker::COMPILED {
     None => panic!("the model suites are built only with a checker's cfg"),
 };
 
-fn cell(command: &CellCommand) -> CellResult {
+/// Run one cell in its own `wsdrain-cell` process; its result line.
+pub fn cell(command: &CellCommand) -> CellResult {
     command
         .execute(Path::new(env!("CARGO_BIN_EXE_wsdrain-cell")))
         .unwrap_or_else(|e| panic!("{e}"))
