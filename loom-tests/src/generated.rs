@@ -177,6 +177,18 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// A hunt explores the given program once, or the generated ones.
+    fn for_hunt(self) -> Budget {
+        Budget {
+            programs: if self.program.is_some() {
+                1
+            } else {
+                self.programs
+            },
+            ..self
+        }
+    }
+
     /// Program `index` of this budget.
     fn program(&self, index: u64, fit: Fit) -> Program {
         match &self.program {
@@ -238,14 +250,7 @@ pub fn run(bugs: Bugs, budget: Budget) -> CellResult {
 }
 
 fn hunt_shuttle(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResult {
-    let budget = Budget {
-        programs: if budget.program.is_some() {
-            1
-        } else {
-            budget.programs
-        },
-        ..budget
-    };
+    let budget = budget.for_hunt();
     let started = Instant::now();
     // The hook only captures: this run writes its result itself, after
     // shrinking (shuttle failures unwind; nothing aborts).
@@ -361,14 +366,7 @@ fn shrink(
 }
 
 fn hunt_loom(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResult {
-    let budget = Budget {
-        programs: if budget.program.is_some() {
-            1
-        } else {
-            budget.programs
-        },
-        ..budget
-    };
+    let budget = budget.for_hunt();
     let started = Instant::now();
     let mut total = 0;
     let mut programs = 0;
