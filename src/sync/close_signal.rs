@@ -83,7 +83,8 @@ impl CloseSignal {
     }
 
     /// Wakers parked now (for the facade's tests: a dropped wait must take
-    /// its waker out).
+    /// its waker out). Model builds only.
+    #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
     #[doc(hidden)]
     pub fn parked(&self) -> usize {
         self.inner.state.lock().waiters.len()

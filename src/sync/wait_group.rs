@@ -180,7 +180,8 @@ impl WaitGroup {
     }
 
     /// Waiters registered now (for the facade's tests: a dropped wait must
-    /// take itself out; racy by nature).
+    /// take itself out; racy by nature). Model builds only.
+    #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
     #[doc(hidden)]
     pub fn waiting(&self) -> u32 {
         waiters(self.state.load(Ordering::Acquire))

@@ -32,7 +32,8 @@ impl Waiters {
         key
     }
 
-    /// How many wakers are parked.
+    /// How many wakers are parked (for `CloseSignal::parked`).
+    #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
