@@ -14,6 +14,18 @@ use crate::progress::{CellTimes, Progress};
 use crate::report::{self, Report};
 use crate::shard::{RunRecord, Shard};
 
+/// `cargo` arguments that build the cell runner (under the checker's
+/// RUSTFLAGS and target dir).
+pub const BUILD_CELL: [&str; 7] = [
+    "build",
+    "--quiet",
+    "--release",
+    "-p",
+    "wsdrain-loom-tests",
+    "--bin",
+    "wsdrain-cell",
+];
+
 /// Knobs of `cargo xtask verify`.
 #[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VerifyArgs {
@@ -143,15 +155,7 @@ pub fn build_cell(checker: Checker) -> Result<PathBuf, String> {
         .current_dir(&root)
         .env("RUSTFLAGS", &rustflags)
         .env("CARGO_TARGET_DIR", &target)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "wsdrain-loom-tests",
-            "--bin",
-            "wsdrain-cell",
-        ])
+        .args(BUILD_CELL)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {

@@ -436,15 +436,7 @@ impl Drop for Applied {
 /// mutant does not compile.
 fn build(root: &Path, checker: Checker) -> Result<Option<PathBuf>, String> {
     let status = cargo_for(root, checker)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "wsdrain-loom-tests",
-            "--bin",
-            "wsdrain-cell",
-        ])
+        .args(crate::matrix::BUILD_CELL)
         .stderr(Stdio::null())
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
