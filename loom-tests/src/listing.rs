@@ -153,6 +153,14 @@ impl Listing {
         tasks
     }
 
+    /// Each listed step as (task, operation), in listed order.
+    pub fn ops(&self) -> Vec<(&str, &str)> {
+        self.steps
+            .iter()
+            .map(|s| (s.task.as_str(), s.op.as_str()))
+            .collect()
+    }
+
     /// Indices of the steps at which the running task changes.
     pub fn switch_points(&self) -> Vec<usize> {
         (1..self.steps.len())

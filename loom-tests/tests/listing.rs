@@ -15,11 +15,7 @@ fn the_seed_bug_is_listed_in_the_order_a_person_tells_it() {
         Oracle::DrainBarrier,
     );
     let listing = found.listing.as_ref().expect("the interleaving as data");
-    let ops: Vec<(&str, &str)> = listing
-        .steps
-        .iter()
-        .map(|s| (s.task.as_str(), s.op.as_str()))
-        .collect();
+    let ops = listing.ops();
     let wait = ops
         .iter()
         .position(|(task, op)| *task == "main" && op.starts_with("tasks.wait() -> counter 0"))

@@ -106,12 +106,7 @@ fn a_sequentially_consistent_execution_of_the_same_failure_is_preferred() {
         "{}",
         failure.trace
     );
-    let ops: Vec<(&str, &str)> = failure
-        .listing
-        .steps
-        .iter()
-        .map(|s| (s.task.as_str(), s.op.as_str()))
-        .collect();
+    let ops = failure.listing.ops();
     // The story as it happened: y's wait at zero before x's add.
     let wait = ops
         .iter()
