@@ -67,9 +67,10 @@ pub enum Oracle {
     /// A managed stream ended (not by `stop()`) and the manager neither
     /// reconnected nor said why not. Judged by the harness.
     ManagerPromise,
-    /// An operation of a generated program returned an outcome outside
-    /// the reference model's allowed set (`wsdrain-model`). Judged by the
-    /// harness.
+    /// An operation returned an outcome outside the reference semantics:
+    /// a generated program's, outside the reference model's allowed set
+    /// (`wsdrain-model`), or a scenario's stated one (S6: a stream only
+    /// this side closed ends `Closed`). Judged by the harness.
     Model,
 }
 

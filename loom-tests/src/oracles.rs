@@ -179,6 +179,23 @@ mod checks {
     }
 
     /// ready-at-barrier: right after `Client::close()` returned.
+    /// A stream that only this side closed (the server ended nothing) ends
+    /// `StreamEnd::Closed`, also when the server's answer to the close
+    /// reached its reader first (the reference semantics: "closed by this
+    /// side").
+    pub fn ended_as_closed(stream: &WorkspaceStream) {
+        match ready_now(stream.wait()) {
+            None | Some(StreamEnd::Closed) => {}
+            Some(end) => violated(
+                Oracle::Model,
+                format!(
+                    "stream {} was closed by this side only, but wait() says {end:?}",
+                    stream.id()
+                ),
+            ),
+        }
+    }
+
     pub fn ready_at_barrier(streams: &[&WorkspaceStream]) {
         for stream in streams {
             if ready_now(stream.wait()).is_none() {

@@ -100,7 +100,9 @@ fn queue_keeps_order_and_releases_senders_on_close() {
         };
         let got = block_on(queue.recv());
         assert_eq!(got, Some(1), "FIFO");
+        assert!(!queue.is_closed());
         queue.close();
+        assert!(queue.is_closed());
         let (first, second) = sender.join().unwrap();
         assert!(first.is_ok());
         // The second send either got in before close (then was discarded)
@@ -239,6 +241,8 @@ fn a_dropped_wait_leaves_no_waker_behind() {
                         .poll(&mut Context::from_waker(&waker))
                         .is_pending()
                 );
+                // (So that the check below can see a waker left behind.)
+                assert_eq!(signal.parked(), 1, "a pending wait parks its waker");
             }
             assert_eq!(signal.parked(), 0, "dropped waits left their wakers parked");
         });

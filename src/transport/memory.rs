@@ -105,6 +105,9 @@ struct Conn {
     /// connection is dropped (`stall` fires then).
     stalled: StdAtomicBool,
     stall: CloseSignal,
+    /// Answer the client's close with a Close frame (see
+    /// [`MemoryTransport::with_close_answer`]).
+    answers_close: bool,
 }
 
 /// The server side of one in-memory connection.
@@ -122,6 +125,7 @@ struct Server {
     capacity: usize,
     /// Discard what the client writes instead of queueing it for `recv`.
     sink: bool,
+    answers_close: bool,
     conns: Vec<ServerConn>,
     /// [`Fault::DialError`]s and [`Fault::DialHang`]s armed for the next dials.
     dial_faults: std::collections::VecDeque<Fault>,
@@ -183,6 +187,7 @@ impl MemoryTransport {
                 send_connected: true,
                 capacity: 64,
                 sink: false,
+                answers_close: false,
                 conns: Vec::new(),
                 dial_faults: Default::default(),
                 panics_armed: 0,
@@ -255,6 +260,16 @@ impl MemoryTransport {
     /// have no use for.
     pub fn with_sink_server(self) -> Self {
         self.server().sink = true;
+        self
+    }
+
+    /// A server that answers the client's close (its writer's
+    /// [`FrameWriter::close`]) with a Close frame (1000), as a WebSocket
+    /// server does: the reader of a stream closed by this side can then
+    /// read the server's answer before it sees its own close signal.
+    /// Off by default: one more facade step per connection.
+    pub fn with_close_answer(self) -> Self {
+        self.server().answers_close = true;
         self
     }
 
@@ -486,6 +501,7 @@ impl Transport for MemoryTransport {
             send_fails: StdAtomicBool::new(false),
             stalled: StdAtomicBool::new(false),
             stall: CloseSignal::new(),
+            answers_close: server.answers_close,
         });
         server.conns.push(ServerConn { conn: conn.clone() });
         drop(server);
@@ -561,6 +577,12 @@ impl FrameWriter for MemoryWriter {
 
     async fn close(self) {
         // Dropping closes the upward queue.
+        if self.conn.answers_close && !self.conn.reader_gone.load(SeqCst) {
+            let _ = self.conn.down.try_send(Down::Close(ServerEnd::Close {
+                code: Some(1000),
+                reason: String::new(),
+            }));
+        }
     }
 }
 

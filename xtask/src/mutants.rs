@@ -86,6 +86,15 @@ pub struct MutantsArgs {
     /// After the cells, run the facade's model suite on a survivor.
     #[arg(long)]
     pub facade: bool,
+    /// Generated programs the fixed client must pass after the scenario
+    /// cells ("after" only; shuttle: as many as `verify` explores, each
+    /// with `--schedules` executions; loom: the first 24 at bound 1; 0:
+    /// none).
+    #[arg(long, default_value_t = 1000)]
+    pub programs: u64,
+    /// shuttle: executions per generated program (as in `verify`).
+    #[arg(long, default_value_t = 100)]
+    pub schedules: usize,
     /// Seconds a cell may run before the mutant counts as killed (a hang).
     #[arg(long, default_value_t = 120)]
     pub cell_timeout: u64,
@@ -135,7 +144,7 @@ pub fn run(args: &MutantsArgs) -> Result<bool, String> {
     };
     let (mutants, excluded) = list(&root, &files, args)?;
     eprintln!(
-        "{} mutants in {} file(s); {} left out (bug-catalog switch sites and fmt)",
+        "{} mutants in {} file(s); {} left out (bug-catalog switch sites, fmt, unit-test code)",
         mutants.len(),
         files.len(),
         excluded.len()
@@ -341,6 +350,9 @@ fn list(
             excluded.push((mutant, "bug-catalog switch site"));
         } else if function.ends_with("::fmt") || function == "fmt" {
             excluded.push((mutant, "Display/Debug"));
+        } else if function.starts_with("tests::") || function.contains("::tests::") {
+            // A unit test's helper: the cell runner does not compile it.
+            excluded.push((mutant, "unit-test code"));
         } else {
             keep.push(mutant);
         }
@@ -454,13 +466,23 @@ fn mutants_target(root: &Path, checker: Checker) -> PathBuf {
 /// `cargo` set up for the judge's builds.
 fn cargo_for(root: &Path, checker: Checker) -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // Fast rebuilds: incremental, no debug info, the dependencies at
+    // `opt-level` 1. A mutant rebuilds the client and, since most of it is
+    // generic, the harness that instantiates it: under shuttle those are
+    // built unoptimised (half the build time of opt-level 1; the cells,
+    // a few seconds a mutant, run slower, the verdicts are the same). loom's
+    // exhaustive cells need the optimiser.
+    let members_opt = match checker {
+        Checker::Shuttle => "0",
+        Checker::Loom => "1",
+    };
     command
         .current_dir(root)
+        .args(["--config", "profile.release.package.\"*\".opt-level=1"])
         .env("RUSTFLAGS", checker.rustflags())
         .env("CARGO_TARGET_DIR", mutants_target(root, checker))
-        // Fast rebuilds: incremental, less optimisation, no debug info.
         .env("CARGO_PROFILE_RELEASE_INCREMENTAL", "true")
-        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1")
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", members_opt)
         .env("CARGO_PROFILE_RELEASE_DEBUG", "0");
     command
 }
@@ -482,7 +504,34 @@ fn judge(binary: &Path, args: &MutantsArgs, before: bool) -> Verdict {
                 .max_seconds(args.cell_timeout),
         };
         cells += 1;
-        if let Some(by) = killed_by(binary, &command, scenario, before, args.cell_timeout) {
+        if let Some(by) = killed_by(binary, &command, scenario.id(), before, args.cell_timeout) {
+            return Verdict {
+                outcome: "killed",
+                by: Some(by),
+                cells,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+        }
+    }
+    // The generated explorer's fixed-client job, as `verify` runs it: its
+    // programs mix faults, cancellations and manager calls no scenario
+    // scripts (e.g. `stop()` without a `wait()`).
+    if !before && args.programs > 0 {
+        let command = match args.checker {
+            Checker::Shuttle => {
+                CellCommand::generated("fixed", 0, args.programs).schedules(args.schedules)
+            }
+            // verify's defaults: the first 24 programs (those that fit
+            // loom's threads run), at bound 1.
+            Checker::Loom => CellCommand::generated("fixed", 0, args.programs.min(24))
+                .bound(1)
+                .max_seconds(args.cell_timeout),
+        }
+        .no_trace();
+        cells += 1;
+        // Its time limit covers all its programs, not one scenario.
+        let timeout = args.cell_timeout * 4;
+        if let Some(by) = killed_by(binary, &command, crate::generated::ID, before, timeout) {
             return Verdict {
                 outcome: "killed",
                 by: Some(by),
@@ -551,7 +600,7 @@ fn facade_kills(args: &MutantsArgs) -> Option<String> {
 fn killed_by(
     binary: &Path,
     command: &CellCommand,
-    scenario: Scenario,
+    cell: &str,
     before: bool,
     timeout: u64,
 ) -> Option<String> {
@@ -571,10 +620,7 @@ fn killed_by(
             Ok(None) if started.elapsed() > limit => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Some(format!(
-                    "{} (hang: no result in {timeout} s)",
-                    scenario.id()
-                ));
+                return Some(format!("{cell} (hang: no result in {timeout} s)"));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             Err(_) => return None,
@@ -585,14 +631,13 @@ fn killed_by(
     let _ = child.stdout.take()?.read_to_string(&mut stdout);
     match CellResult::parse(&stdout) {
         Some(result) if result.caught() => Some(format!(
-            "{} ({})",
-            scenario.id(),
+            "{cell} ({})",
             result
                 .oracle
                 .map_or("unclassified panic".to_owned(), |o| o.name().to_owned())
         )),
         Some(_) => None,
-        None => Some(format!("{} (the cell aborted)", scenario.id())),
+        None => Some(format!("{cell} (the cell aborted)")),
     }
 }
 
