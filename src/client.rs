@@ -464,6 +464,26 @@ mod tests {
         }
     }
 
+    /// Streams taken out by `close_workspace_stream` are kept only while
+    /// their tasks unwind: a client that opens and retires streams for
+    /// ever does not grow. (Found by the mutation run: a prune that kept
+    /// every stream survived the models, which open two streams at most.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn retired_streams_are_pruned_once_drained() {
+        let transport = crate::transport::MemoryTransport::new();
+        let client = Client::with_transport(transport, "mem://w", ClientConfig::default());
+        for _ in 0..3 {
+            let stream = client.stream_workspace(|_| async {}).await.unwrap();
+            client
+                .close_workspace_stream()
+                .expect("the stream just opened");
+            stream.wait().await;
+        }
+        // The publish of the last stream pruned the drained ones before it.
+        assert_eq!(client.shared.state.lock().retired.len(), 1);
+        client.close().await;
+    }
+
     #[test]
     fn config_debug_redacts_the_token() {
         let config = ClientConfig::default().with_token("s3cret");

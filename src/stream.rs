@@ -562,4 +562,47 @@ mod tests {
         assert_eq!(data, expected, "every message, in order");
         assert!(flushes <= 2, "{flushes} flushes for one burst");
     }
+
+    /// A burst that never lets the queue run dry is still flushed every
+    /// `MAX_BATCHES_PER_FLUSH` batches: what was fed does not wait for the
+    /// senders to pause. (Found by the mutation run: a writer that flushed
+    /// only once the queue ran dry survived every other test.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sustained_burst_is_flushed_every_max_batches() {
+        let stream = Arc::new(StreamInner::new(1, WRITE_BATCH));
+        let recording = Recording::default();
+        let total = WRITE_BATCH * MAX_BATCHES_PER_FLUSH * 3;
+        // The sender refills the queue while the writer yields between
+        // batches (one thread: the writer's yield lets it run).
+        let sender = tokio::spawn({
+            let stream = stream.clone();
+            async move {
+                for i in 0..total {
+                    let message = Message::ShellInput {
+                        data: i.to_string(),
+                    };
+                    stream.input.send(Envelope::new(message)).await.unwrap();
+                }
+            }
+        });
+        let writer = tokio::spawn({
+            let (stream, recording) = (stream.clone(), recording.clone());
+            async move { run_writer(&stream, recording).await }
+        });
+        sender.await.unwrap();
+        for _ in 0..10_000 {
+            if recording.0.lock().0.len() == total {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        stream.close();
+        writer.await.unwrap();
+        let (fed, flushes) = std::mem::take(&mut *recording.0.lock());
+        assert_eq!(fed.len(), total, "every message");
+        assert!(
+            flushes >= 3,
+            "{flushes} flush(es) for {total} messages that never let the queue run dry"
+        );
+    }
 }
