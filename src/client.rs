@@ -484,6 +484,35 @@ mod tests {
         client.close().await;
     }
 
+    /// Each builder sets what it names, with its stated floor. (Found by
+    /// the mutation run: a builder that returned the defaults survived the
+    /// models, which set only the queue's capacity.)
+    #[test]
+    fn config_builders_set_what_they_name() {
+        let config = ClientConfig::default()
+            .with_token("t")
+            .with_connect_timeout(Duration::from_millis(7))
+            .with_max_message_size(77)
+            .with_input_queue_capacity(3)
+            .with_close_timeout(Duration::from_millis(9))
+            .with_read_buffer_size(4096)
+            .with_instance_id("i");
+        assert_eq!(config.token.as_deref(), Some("t"));
+        assert_eq!(config.connect_timeout, Duration::from_millis(7));
+        assert_eq!(config.max_message_size, 77);
+        assert_eq!(config.input_queue_capacity, 3);
+        assert_eq!(config.close_timeout, Duration::from_millis(9));
+        assert_eq!(config.read_buffer_size, 4096);
+        assert_eq!(config.instance_id.as_deref(), Some("i"));
+        let floors = ClientConfig::default()
+            .with_input_queue_capacity(0)
+            .with_read_buffer_size(1);
+        assert_eq!(
+            (floors.input_queue_capacity, floors.read_buffer_size),
+            (1, 1024)
+        );
+    }
+
     #[test]
     fn config_debug_redacts_the_token() {
         let config = ClientConfig::default().with_token("s3cret");

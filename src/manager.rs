@@ -330,3 +330,25 @@ async fn supervise<T, F, H>(
         backoff = (backoff * 2).min(config.max_backoff);
     }
 }
+
+#[cfg(all(test, not(any(wsdrain_loom, wsdrain_shuttle))))]
+mod tests {
+    use super::*;
+
+    /// Each builder sets what it names, with its stated floor. (Found by
+    /// the mutation run: a builder that returned the defaults survived.)
+    #[test]
+    fn config_builders_set_what_they_name() {
+        let config = ManagerConfig::default()
+            .with_backoff(Duration::from_millis(5), Duration::from_millis(50))
+            .with_max_consecutive_failures(4);
+        assert_eq!(config.initial_backoff, Duration::from_millis(5));
+        assert_eq!(config.max_backoff, Duration::from_millis(50));
+        assert_eq!(config.max_consecutive_failures, Some(4));
+        let floors = ManagerConfig::default()
+            .with_backoff(Duration::from_millis(5), Duration::from_millis(1))
+            .with_max_consecutive_failures(0);
+        assert_eq!(floors.max_backoff, Duration::from_millis(5));
+        assert_eq!(floors.max_consecutive_failures, Some(1));
+    }
+}

@@ -702,6 +702,26 @@ pub(crate) mod bodies {
         let loom = crate::cell::Checker::COMPILED == Some(crate::cell::Checker::Loom);
         if everywhere() && !loom {
             let conn = transport.connections()[0].clone();
+            // The client's accessors tell the truth about its one live
+            // stream (the probe's counts are what the drain-barrier reads).
+            let current = client.workspace_stream().map(|current| current.id());
+            let (live, spawned) = (client.live_tasks(), client.spawned_tasks());
+            let conns = client.transport().connections().len();
+            if current != Some(stream.id())
+                || (live, spawned, conns) != (2, 2, 1)
+                || client.is_closed()
+            {
+                crate::oracles::violated(
+                    Oracle::Model,
+                    format!(
+                        "the client misreports its live stream {}: workspace_stream() {current:?}, \
+                         live_tasks() {live}, spawned_tasks() {spawned}, connections {conns}, \
+                         is_closed() {}",
+                        stream.id(),
+                        client.is_closed()
+                    ),
+                );
+            }
             // Nothing has closed it: a stream that says it is closed tells
             // its user to stop sending input it would still deliver.
             if stream.is_closed() {
@@ -748,6 +768,9 @@ pub(crate) mod bodies {
         };
         block_on(client.close());
         after_close(&client, &[&stream]);
+        if everywhere() && !loom && !client.is_closed() {
+            crate::oracles::violated(Oracle::Model, "close() returned but is_closed() says no");
+        }
         let (input, ping) = sender.join().unwrap();
         if everywhere() {
             input_honesty(

@@ -311,3 +311,70 @@ fn a_wait_dropped_after_its_release_leaves_the_group_sound() {
         body.join().unwrap();
     });
 }
+
+/// Misuse is reported to the caller who made it, as Go's runtime does: an
+/// `add` from zero while a waiter is still registered (here it races the
+/// `done` that releases the waiter) panics in that `add` ("add called
+/// concurrently with wait") whenever the release sees it too. (Found by the
+/// mutation run: an `add` whose check never fired survived every scenario,
+/// none of which misuses a group; only the releaser panicked then.)
+/// shuttle only: the misuse panics are caught inside the modelled threads.
+#[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
+#[test]
+fn an_add_racing_a_release_panics_in_the_add() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::task::Poll;
+
+    /// Whether `f` panicked (with a `WaitGroup` message: nothing else may).
+    fn misuse(f: impl FnOnce()) -> bool {
+        let Err(payload) = catch_unwind(AssertUnwindSafe(f)) else {
+            return false;
+        };
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(message.contains("WaitGroup"), "unexpected panic: {message}");
+        true
+    }
+
+    model(|| {
+        let wg = Arc::new(WaitGroup::new());
+        let give_up = CloseSignal::new();
+        wg.add(1);
+        // Waits until released, or until main gives up (a release that
+        // panicked never comes).
+        let waiter = {
+            let (wg, give_up) = (wg.clone(), give_up.clone());
+            model_thread(move || {
+                let mut wait = pin!(wg.wait());
+                let mut gave_up = pin!(give_up.closed());
+                misuse(|| {
+                    block_on(std::future::poll_fn(|cx| {
+                        if wait.as_mut().poll(cx).is_ready() || gave_up.as_mut().poll(cx).is_ready()
+                        {
+                            Poll::Ready(())
+                        } else {
+                            Poll::Pending
+                        }
+                    }))
+                })
+            })
+        };
+        let adder = {
+            let wg = wg.clone();
+            model_thread(move || misuse(|| wg.add(1)))
+        };
+        let released_into_an_add = misuse(|| wg.done());
+        let add_panicked = adder.join().unwrap();
+        give_up.close();
+        waiter.join().unwrap();
+        if released_into_an_add {
+            assert!(
+                add_panicked,
+                "the release saw the add that raced it, but the add itself did not panic"
+            );
+        }
+    });
+}
