@@ -589,7 +589,12 @@ mod tests {
             let (stream, recording) = (stream.clone(), recording.clone());
             async move { run_writer(&stream, recording).await }
         });
-        sender.await.unwrap();
+        // Bounded: a writer that stopped taking input must fail the test,
+        // not hang it.
+        tokio::time::timeout(std::time::Duration::from_secs(60), sender)
+            .await
+            .expect("the writer stopped taking input")
+            .unwrap();
         for _ in 0..10_000 {
             if recording.0.lock().0.len() == total {
                 break;

@@ -922,6 +922,17 @@ pub(crate) mod bodies {
         let config = ManagerConfig::default().with_max_consecutive_failures(2);
         let manager = StreamManager::start(client.clone(), make, config);
         block_on(live[0].closed());
+        // The manager's accessors tell the truth: its supervisor and its
+        // stop-merger (spawned before the first dial) are running.
+        if manager.live_tasks() != 2 {
+            crate::oracles::violated(
+                Oracle::Model,
+                format!(
+                    "a running manager says live_tasks() {} (its supervisor and stop-merger run)",
+                    manager.live_tasks()
+                ),
+            );
+        }
         transport.connections()[0].disconnect();
         expecting(
             Oracle::ManagerPromise,
@@ -933,6 +944,18 @@ pub(crate) mod bodies {
         block_on(manager.wait());
         assert_drained(&client, "StreamManager::wait()");
         gave_up_only_as_promised(&manager);
+        // Two accepts, so two connects; nothing left running.
+        if (manager.connects(), manager.live_tasks()) != (2, 0) {
+            crate::oracles::violated(
+                Oracle::Model,
+                format!(
+                    "after wait() the manager says connects() {} (the server accepted 2), \
+                     live_tasks() {}",
+                    manager.connects(),
+                    manager.live_tasks()
+                ),
+            );
+        }
         drop(manager);
         end_checks(&transport);
     }
