@@ -334,6 +334,65 @@ async fn supervise<T, F, H>(
 #[cfg(all(test, not(any(wsdrain_loom, wsdrain_shuttle))))]
 mod tests {
     use super::*;
+    use crate::transport::Target;
+    use crate::transport::memory::{MemoryReader, MemoryWriter};
+
+    /// A transport that refuses every dial and notes when each came.
+    #[derive(Clone, Default)]
+    struct Refusing(Arc<Mutex<Vec<tokio::time::Instant>>>);
+
+    impl Transport for Refusing {
+        type Reader = MemoryReader;
+        type Writer = MemoryWriter;
+
+        async fn dial(&self, target: &Target) -> crate::Result<(MemoryReader, MemoryWriter)> {
+            self.0.lock().push(tokio::time::Instant::now());
+            Err(Error::ConnectionRefused {
+                addr: target.url.clone(),
+            })
+        }
+    }
+
+    /// Between two refused dials the manager waits its backoff plus up to
+    /// as much jitter, the backoff doubling up to its cap. (Found by the
+    /// mutation run: a delay of backoff minus jitter, or a halving backoff,
+    /// survived the models, which have no clock.) Paused time: exact.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn refused_dials_back_off_doubling_with_jitter() {
+        let dials = Refusing::default();
+        let client =
+            Client::with_transport(dials.clone(), "mem://w", crate::ClientConfig::default());
+        let config = ManagerConfig::default()
+            .with_backoff(Duration::from_millis(100), Duration::from_millis(300))
+            .with_max_consecutive_failures(5);
+        let manager = StreamManager::start(client, || |_: Event| async {}, config);
+        for _ in 0..10_000 {
+            if manager.gave_up().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            matches!(
+                manager.gave_up(),
+                Some(Error::RetriesExhausted { attempts: 5, .. })
+            ),
+            "{:?}",
+            manager.gave_up()
+        );
+        manager.wait().await;
+        let at = dials.0.lock().clone();
+        assert_eq!(at.len(), 5, "five dials");
+        for (i, backoff) in [100, 200, 300, 300].into_iter().enumerate() {
+            let backoff = Duration::from_millis(backoff);
+            let gap = at[i + 1] - at[i];
+            assert!(
+                gap >= backoff && gap <= 2 * backoff,
+                "dial {} came {gap:?} after the one before, for a backoff of {backoff:?}",
+                i + 2
+            );
+        }
+    }
 
     /// Each builder sets what it names, with its stated floor. (Found by
     /// the mutation run: a builder that returned the defaults survived.)
