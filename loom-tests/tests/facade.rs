@@ -9,7 +9,7 @@ use std::pin::pin;
 use std::task::{Context, Wake, Waker};
 
 use wsdrain::sync::atomic::{AtomicUsize, Ordering};
-use wsdrain::sync::{Arc, CloseSignal, Queue, WaitGroup, block_on, model_thread};
+use wsdrain::sync::{Arc, CloseSignal, Queue, SendError, WaitGroup, block_on, model_thread};
 
 fn model(f: impl Fn() + Send + Sync + 'static) {
     #[cfg(wsdrain_loom)]
@@ -376,5 +376,27 @@ fn an_add_racing_a_release_panics_in_the_add() {
                 "the release saw the add that raced it, but the add itself did not panic"
             );
         }
+    });
+}
+
+/// `try_send` refuses, handing the item back, when the queue is full and
+/// once it is closed. (Found by the mutation run: a `try_send` that refused
+/// only when full *and* closed survived every scenario; only the in-memory
+/// server uses it.)
+#[test]
+fn try_send_refuses_when_full_or_closed() {
+    // On a thread of its own, next to another step (shuttle's PCT wants
+    // concurrency to explore).
+    model(|| {
+        let body = model_thread(|| {
+            let queue = Queue::new(1);
+            assert_eq!(queue.try_send(1), Ok(()));
+            assert_eq!(queue.try_send(2), Err(SendError(2)), "full");
+            assert_eq!(block_on(queue.recv()), Some(1));
+            queue.close();
+            assert_eq!(queue.try_send(3), Err(SendError(3)), "closed");
+        });
+        CloseSignal::new().close();
+        body.join().unwrap();
     });
 }
