@@ -400,3 +400,78 @@ fn try_send_refuses_when_full_or_closed() {
         body.join().unwrap();
     });
 }
+
+/// A full queue makes `send` wait: it holds `capacity` items, not one
+/// more. (Found by the mutation run: a send that admitted one item over
+/// the capacity survived every scenario.)
+#[test]
+fn send_waits_while_the_queue_is_full() {
+    // On a thread of its own, next to another step (shuttle's PCT wants
+    // concurrency to explore).
+    model(|| {
+        let body = model_thread(|| {
+            let queue = Queue::new(1);
+            block_on(queue.send(1)).unwrap();
+            let (_, waker) = Woken::new();
+            let mut second = pin!(queue.send(2));
+            assert!(
+                second
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending(),
+                "a send into a full queue of capacity 1 went through"
+            );
+        });
+        CloseSignal::new().close();
+        body.join().unwrap();
+    });
+}
+
+/// A sender woken for a free slot and then dropped (cancelled) passes the
+/// wake-up on: the next parked sender is not stranded. (Found by the
+/// mutation run: a drop that kept the wake-up survived every scenario,
+/// none of which cancels a send.)
+#[test]
+fn a_cancelled_woken_sender_passes_the_wake_up_on() {
+    // On a thread of its own, next to another step (shuttle's PCT wants
+    // concurrency to explore).
+    model(|| {
+        let body = model_thread(|| {
+            let queue = Queue::new(1);
+            block_on(queue.send(0)).unwrap();
+            let (first_woken, first_waker) = Woken::new();
+            let (second_woken, second_waker) = Woken::new();
+            let mut first = Box::pin(queue.send(1));
+            let mut second = pin!(queue.send(2));
+            assert!(
+                first
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&first_waker))
+                    .is_pending()
+            );
+            assert!(
+                second
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&second_waker))
+                    .is_pending()
+            );
+            // A slot frees up: the oldest parked sender is woken ...
+            assert_eq!(block_on(queue.recv()), Some(0));
+            assert!(first_woken.was_woken() && !second_woken.was_woken());
+            // ... and gives up without sending: the next one must hear of it.
+            drop(first);
+            assert!(
+                second_woken.was_woken(),
+                "the cancelled sender kept the wake-up of the free slot"
+            );
+            assert!(
+                second
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&second_waker))
+                    .is_ready()
+            );
+        });
+        CloseSignal::new().close();
+        body.join().unwrap();
+    });
+}
