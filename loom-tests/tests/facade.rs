@@ -475,3 +475,48 @@ fn a_cancelled_woken_sender_passes_the_wake_up_on() {
         body.join().unwrap();
     });
 }
+
+/// A receive polled again from another task (a future moved between
+/// tasks) must wake that task when an item comes, not the first one; for
+/// `recv` and `recv_many` alike. (Found by the mutation run: a receiver
+/// that kept its first waker survived every scenario, whose receivers never
+/// change task.)
+#[test]
+fn a_receive_wakes_the_waker_of_its_latest_poll() {
+    // On a thread of its own, next to another step (shuttle's PCT wants
+    // concurrency to explore).
+    model(|| {
+        let body = model_thread(|| {
+            let queue = Queue::new(2);
+            for many in [false, true] {
+                let (first_woken, first) = Woken::new();
+                let (latest_woken, latest) = Woken::new();
+                let mut buf = Vec::new();
+                let mut recv: std::pin::Pin<Box<dyn Future<Output = Option<usize>>>> = if many {
+                    Box::pin(async {
+                        let n = queue.recv_many(&mut buf, 2).await;
+                        buf.first().copied().filter(|_| n > 0)
+                    })
+                } else {
+                    Box::pin(queue.recv())
+                };
+                for waker in [&first, &latest] {
+                    assert!(
+                        recv.as_mut()
+                            .poll(&mut Context::from_waker(waker))
+                            .is_pending()
+                    );
+                }
+                queue.try_send(7).unwrap();
+                assert!(
+                    latest_woken.was_woken() && !first_woken.was_woken(),
+                    "recv_many: {many}: the item woke the first poll's task, not the latest"
+                );
+                drop(recv);
+                assert_eq!(queue.try_recv_many(&mut Vec::new(), 2), 1);
+            }
+        });
+        CloseSignal::new().close();
+        body.join().unwrap();
+    });
+}

@@ -412,7 +412,13 @@ impl Applied {
         std::fs::write(&patch, diff).map_err(|e| e.to_string())?;
         let status = Command::new("patch")
             .current_dir(root)
-            .args(["-p1", "--quiet", "--forward", "--no-backup-if-mismatch", "-i"])
+            .args([
+                "-p1",
+                "--quiet",
+                "--forward",
+                "--no-backup-if-mismatch",
+                "-i",
+            ])
             .arg(&patch)
             .status()
             .map_err(|e| format!("cannot run patch: {e}"))?;
@@ -430,7 +436,13 @@ impl Drop for Applied {
     fn drop(&mut self) {
         let reverted = Command::new("patch")
             .current_dir(&self.root)
-            .args(["-p1", "--quiet", "--reverse", "--no-backup-if-mismatch", "-i"])
+            .args([
+                "-p1",
+                "--quiet",
+                "--reverse",
+                "--no-backup-if-mismatch",
+                "-i",
+            ])
             .arg(&self.patch)
             .status()
             .is_ok_and(|s| s.success());
