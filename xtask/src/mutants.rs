@@ -3,15 +3,16 @@
 //! cargo-mutants lists the mutants of the concurrency core (`cargo mutants
 //! --list --json --diff`); each one is applied to the worktree in place,
 //! the shuttle (or loom) cell runner is rebuilt, and the model suites judge
-//! it: the fixed-client cells of every scenario, never the catalog's bug
-//! cells. A mutant is *killed* when a cell fails (an oracle fires, a
-//! deadlock, an unexpected panic), gives no result (an abort) or runs past
-//! its time limit (a hang); otherwise it *survives*. The patch is reverted
-//! after every mutant, also when a step fails.
+//! it: the fixed-client cells of every scenario, then the generated
+//! explorer's fixed-client job, then (`--facade`) the facade's model suite;
+//! never the catalog's bug cells. A mutant is *killed* when a cell fails
+//! (an oracle fires, a deadlock, an unexpected panic), gives no result (an
+//! abort) or runs past its time limit (a hang); otherwise it *survives*.
+//! The patch is reverted after every mutant, also when a step fails.
 //!
 //! Two judges, from the same build of each mutant:
-//! - **after**: S1-S11 with every oracle (issue 10's included, checked in
-//!   S1-S8 too);
+//! - **after**: every scenario with every oracle (issue 10's included,
+//!   checked in S1-S8 too), the generated programs and the facade suite;
 //! - **before** (`--before`): S1-S8 as they were judged before issue 10 (the
 //!   probe's drain-barrier, no-orphan and identity, liveness, the
 //!   end-of-execution checks; S5's server a sink, S8's shuttle shape
@@ -20,8 +21,9 @@
 //!
 //! Not mutated: the bug-catalog switch sites (a mutant on a line with
 //! `bug!(` only changes a catalog switch, which the fixed client never
-//! turns on), `fmt` functions (Display/Debug text), the trace module and
-//! the backends the judge does not compile (see [`DEFAULT_FILES`]).
+//! turns on), `fmt` functions (Display/Debug text), unit-test code, the
+//! trace module and the backends the judge does not compile (see
+//! [`DEFAULT_FILES`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -263,7 +265,7 @@ fn print_summary(tested: &[Tested]) {
         tested.len() - viable
     );
     println!(
-        "after  (S1-S11, every oracle): {killed}/{viable} killed ({:.0}%)",
+        "after  (every scenario and oracle, generated, facade): {killed}/{viable} killed ({:.0}%)",
         100.0 * killed as f64 / viable.max(1) as f64
     );
     if tested.iter().any(|t| t.before.is_some()) {
@@ -481,9 +483,9 @@ fn cargo_for(root: &Path, checker: Checker) -> Command {
     // Fast rebuilds: incremental, no debug info, the dependencies at
     // `opt-level` 1. A mutant rebuilds the client and, since most of it is
     // generic, the harness that instantiates it: under shuttle those are
-    // built unoptimised (half the build time of opt-level 1; the cells,
-    // a few seconds a mutant, run slower, the verdicts are the same). loom's
-    // exhaustive cells need the optimiser.
+    // built unoptimised (5-15 s a mutant at load 6-10 instead of 35-40 s;
+    // the cells, a few seconds a mutant, run slower, the verdicts are the
+    // same). loom's exhaustive cells need the optimiser.
     let members_opt = match checker {
         Checker::Shuttle => "0",
         Checker::Loom => "1",
