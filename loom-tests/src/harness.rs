@@ -115,6 +115,8 @@ pub fn install_panic_hook() {
             if message.contains(wsdrain::transport::INJECTED_PANIC) {
                 return;
             }
+            // loom's deadlock report, which aborts the process.
+            let deadlock = oracle.is_none() && Oracle::classify(&message) == Some(Oracle::Liveness);
             let (oracle, message) = crate::oracles::explain(oracle, message);
             let mut first = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner());
             let is_first = first.is_none();
@@ -143,7 +145,14 @@ pub fn install_panic_hook() {
                 && !sc_searching()
                 && let (Some(pending), Some(captured)) = (crate::cell::pending(), captured)
             {
+                let oracle = captured
+                    .oracle
+                    .or_else(|| Oracle::classify(&captured.message));
                 crate::cell::write_once(&caught(pending, captured));
+                // A generated program's failure is shrunk before the abort.
+                if deadlock {
+                    crate::generated::shrink_before_abort(oracle);
+                }
             }
         }));
     });
