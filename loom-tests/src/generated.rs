@@ -13,9 +13,10 @@
 //!   exhaustively at the preemption bound given. A failure shrinks too:
 //!   first to the smallest bound at which the program fails, then the
 //!   program by the same deletion passes, each candidate explored
-//!   exhaustively at that bound in a child cell runner (a deadlock aborts
-//!   loom's process; such a failure is shrunk from the panic hook before
-//!   the abort); budget [`LOOM_SHRINK_TRIES`] candidates and
+//!   exhaustively at that bound in a child cell runner (loom aborts its
+//!   process on a deadlock or a panic that cannot unwind, so a failure is
+//!   shrunk from the panic hook, or after the SC search for a weak one);
+//!   budget [`LOOM_SHRINK_TRIES`] candidates and
 //!   [`LOOM_SHRINK_TIME`]. The counterexample is the smallest candidate's,
 //!   with the replay file of its own exploration.
 //!
@@ -459,8 +460,9 @@ fn hunt_loom(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResult {
 
 /// loom: candidates explored at most when shrinking one failure.
 const LOOM_SHRINK_TRIES: usize = 40;
-/// loom: time spent shrinking one failure at most.
-const LOOM_SHRINK_TIME: Duration = Duration::from_secs(60);
+/// loom: time spent shrinking one failure at most (it runs in each bug's
+/// cell of `verify`: two-ops programs take 13-30 s at load 1-4).
+const LOOM_SHRINK_TIME: Duration = Duration::from_secs(45);
 
 /// A loom failure shrunk: the result of the cell that explored the
 /// smallest failing program (its report, replay file and command), and
@@ -533,9 +535,9 @@ fn shrink_loom(
     })
 }
 
-/// The loom program being explored, kept for its shrink: from the hunt
-/// when the failure unwinds, or from the panic hook when loom reports a
-/// deadlock, which aborts the process once the hook returns.
+/// The loom program being explored, kept for its shrink: from the panic
+/// hook (loom may abort the process once it returns), or from the hunt
+/// after the SC search of a weak-memory failure.
 struct LoomHunt {
     program: Program,
     bugs: Bugs,
@@ -552,10 +554,11 @@ fn lock_hunt() -> std::sync::MutexGuard<'static, Option<LoomHunt>> {
     LOOM_HUNT.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Called by the panic hook after it wrote the result of a loom failure
-/// that aborts the process (a deadlock): shrink it now, on a thread of its
-/// own (the hook runs on a loom thread's small stack).
-pub(crate) fn shrink_before_abort(oracle: Option<Oracle>) {
+/// Called by the panic hook after it wrote the result of a loom failure:
+/// shrink it now, before loom can abort the process (a deadlock, a panic
+/// that cannot unwind), on a thread of its own (the hook runs on a loom
+/// thread's small stack).
+pub(crate) fn shrink_at_failure(oracle: Option<Oracle>) {
     let Some(hunt) = lock_hunt().take() else {
         return;
     };

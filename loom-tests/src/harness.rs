@@ -115,8 +115,6 @@ pub fn install_panic_hook() {
             if message.contains(wsdrain::transport::INJECTED_PANIC) {
                 return;
             }
-            // loom's deadlock report, which aborts the process.
-            let deadlock = oracle.is_none() && Oracle::classify(&message) == Some(Oracle::Liveness);
             let (oracle, message) = crate::oracles::explain(oracle, message);
             let mut first = FIRST_PANIC.lock().unwrap_or_else(|p| p.into_inner());
             let is_first = first.is_none();
@@ -148,10 +146,12 @@ pub fn install_panic_hook() {
                 let oracle = captured
                     .oracle
                     .or_else(|| Oracle::classify(&captured.message));
+                // A weak-memory failure is followed by the SC search, and
+                // shrunk after it; any other, now, in case loom aborts.
+                let weak = captured.listing.is_weak();
                 crate::cell::write_once(&caught(pending, captured));
-                // A generated program's failure is shrunk before the abort.
-                if deadlock {
-                    crate::generated::shrink_before_abort(oracle);
+                if !weak {
+                    crate::generated::shrink_at_failure(oracle);
                 }
             }
         }));
