@@ -270,9 +270,13 @@ async fn supervise<T, F, H>(
     H: Handler,
 {
     let stop = merged_stop(shared);
+    // Asked to stop: read from the signals themselves, not the merged one,
+    // which the merger task fires later (a reconnect in between would be a
+    // new connection after `stop()` returned).
+    let stopping = || shared.stop.is_closed() || shared.wait_requested.is_closed();
     let mut backoff = config.initial_backoff;
     let mut failures = 0u32;
-    while !stop.is_closed() {
+    while !stopping() {
         let handler = Managed {
             inner: make_handler(),
             shared: shared.clone(),
@@ -288,7 +292,7 @@ async fn supervise<T, F, H>(
                 // Drain the stream's tasks before reconnecting or exiting.
                 let end = stream.wait().await;
                 tracing::debug!(stream = stream.id(), ?end, "managed workspace stream ended");
-                if stop.is_closed() {
+                if stopping() {
                     break;
                 }
                 if let StreamEnd::Failed(error) = end {

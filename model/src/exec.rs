@@ -22,7 +22,12 @@
 //!   inputs that answered `Ok`, each at most once, each task's in the
 //!   order it sent them;
 //! - **no-orphan**: every connection is closed at the end;
-//! - **manager-promise**: after `StreamManager::stop()` (an op, or the
+//! - **manager-promise**: when main ends the managed stream (the server
+//!   drops or closes its connection, or `close_workspace_stream`) in a
+//!   program where only the manager dials and nothing stops it before the
+//!   epilogue, the manager tries again (it makes its next stream's handler,
+//!   before it dials or finds out why it cannot), awaited as the promise;
+//!   after `StreamManager::stop()` (an op, or the
 //!   epilogue's, before any `wait()`), the managed stream ends without a
 //!   `wait()` to help it (awaited as the promise: a deadlock there is named
 //!   after it, see [`pending_promise`]), and the manager connects at most
@@ -162,6 +167,9 @@ struct World {
     dialing: AtomicUsize,
     /// The manager's `connects()` when `stop()` was first called.
     connects_at_stop: Mutex<Option<u64>>,
+    /// Fired when the manager next makes a stream's handler (it is about
+    /// to dial again), if armed.
+    next_managed: Arc<Mutex<Option<wsdrain::sync::CloseSignal>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -176,11 +184,18 @@ impl World {
             "mem://workspace",
             config.with_input_queue_capacity(1),
         );
+        let next_managed: Arc<Mutex<Option<wsdrain::sync::CloseSignal>>> = Arc::default();
         let manager = program.manager.then(|| {
             let transport = transport.clone();
+            let next = next_managed.clone();
             StreamManager::start(
                 client.clone(),
-                move || transport.faulty_handler(ignore),
+                move || {
+                    if let Some(made) = lock(&next).take() {
+                        made.close();
+                    }
+                    transport.faulty_handler(ignore)
+                },
                 ManagerConfig::default().with_max_consecutive_failures(2),
             )
         });
@@ -194,6 +209,7 @@ impl World {
             sent: Mutex::default(),
             dialing: AtomicUsize::new(0),
             connects_at_stop: Mutex::default(),
+            next_managed,
         }
     }
 
@@ -201,8 +217,50 @@ impl World {
         self.streams.lock().last().cloned()
     }
 
+    /// The newest connection of the program's own dials; in a program
+    /// where only the manager dials, the manager's newest (a program with
+    /// a manager never runs under loom, whose causality checks need the
+    /// hand-over through `conns`).
     fn newest_conn(&self) -> Option<ServerConn> {
-        self.conns.lock().last().cloned()
+        let newest = self.conns.lock().last().cloned();
+        if newest.is_none() && self.only_manager_dials() {
+            return self.transport.connections().pop();
+        }
+        newest
+    }
+
+    /// A program with a manager and no dial of its own.
+    fn only_manager_dials(&self) -> bool {
+        self.manager.is_some() && !self.program.ops().any(|(_, _, op)| op.dials())
+    }
+
+    /// Arm the reconnect promise before main ends the managed stream, if
+    /// it is live and the manager must try again: only the manager dials
+    /// (so the client's stream is its), and nothing but the epilogue, which
+    /// follows main's ops, stops it. `None` otherwise.
+    fn arm_reconnect(&self, task: usize) -> Option<wsdrain::sync::CloseSignal> {
+        let stops = self
+            .program
+            .ops()
+            .any(|(_, _, op)| matches!(op, Op::ManagerStop | Op::ManagerWait));
+        if task != 0 || stops || !self.only_manager_dials() {
+            return None;
+        }
+        let live = self.client.workspace_stream()?;
+        if live.is_closed() {
+            return None;
+        }
+        let made = wsdrain::sync::CloseSignal::new();
+        *lock(&self.next_managed) = Some(made.clone());
+        Some(made)
+    }
+
+    /// Await the armed reconnect promise.
+    async fn reconnects(&self, armed: Option<wsdrain::sync::CloseSignal>, how: &str) {
+        if let Some(made) = armed {
+            let what = format!("after {how} the managed stream, the manager tries again");
+            expecting(Oracle::ManagerPromise, &what, made.closed()).await;
+        }
     }
 
     fn handler(&self, kind: HandlerKind) -> impl wsdrain::Handler + use<> {
@@ -356,7 +414,10 @@ impl World {
                 Outcome::Done
             }
             Op::CloseWorkspaceStream => {
+                let armed = self.arm_reconnect(task);
                 drop(self.client.close_workspace_stream());
+                self.reconnects(armed, "close_workspace_stream() closed")
+                    .await;
                 Outcome::Done
             }
             Op::ClientClose => {
@@ -379,13 +440,19 @@ impl World {
             }
             Op::ServerClose => {
                 if let Some(conn) = newest_conn() {
-                    conn.close();
+                    let armed = conn.is_open().then(|| self.arm_reconnect(task)).flatten();
+                    // A full queue refuses the close frame: nothing ends.
+                    let closed = conn.close();
+                    let armed = armed.filter(|_| closed);
+                    self.reconnects(armed, "the server closed").await;
                 }
                 Outcome::Done
             }
             Op::ServerDisconnect => {
                 if let Some(conn) = newest_conn() {
+                    let armed = conn.is_open().then(|| self.arm_reconnect(task)).flatten();
                     conn.disconnect();
+                    self.reconnects(armed, "the server dropped").await;
                 }
                 Outcome::Done
             }
