@@ -128,3 +128,29 @@ fn loom_shrinks_a_padded_h5_program() {
         heading(&report)
     );
 }
+
+/// Regression (found by the explorer, program 241 of the default budget):
+/// a managed stream that ends after `StreamManager::stop()` returned is not
+/// reconnected while the stop-merger task has not yet run. With the
+/// supervisor reading only the merged signal this fails manager-promise at
+/// execution 98 (two connections after `stop()`). shuttle only: programs
+/// with a manager do not fit loom. The schedules are the budget's own
+/// (seeded per program), so this replays the finding as it was found.
+#[test]
+fn no_reconnect_after_stop() {
+    if CHECKER != Checker::Shuttle {
+        return;
+    }
+    let result = cell(
+        &CellCommand::generated("fixed", 241, 1)
+            .schedules(100)
+            .no_trace(),
+    );
+    assert_eq!(
+        result.result,
+        CellOutcome::Pass,
+        "{}",
+        result.report.unwrap_or_default()
+    );
+    assert_eq!(result.executions, 100);
+}
