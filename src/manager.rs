@@ -270,13 +270,12 @@ async fn supervise<T, F, H>(
     H: Handler,
 {
     let stop = merged_stop(shared);
-    // Asked to stop: read from the signals themselves, not the merged one,
-    // which the merger task fires later (a reconnect in between would be a
-    // new connection after `stop()` returned).
+    // Asked to stop, read from the signals themselves: the merged one is
+    // fired later by the merger task.
     let stopping = || shared.stop.is_closed() || shared.wait_requested.is_closed();
     let mut backoff = config.initial_backoff;
     let mut failures = 0u32;
-    while !stopping() {
+    while !stop.is_closed() {
         let handler = Managed {
             inner: make_handler(),
             shared: shared.clone(),
@@ -292,6 +291,9 @@ async fn supervise<T, F, H>(
                 // Drain the stream's tasks before reconnecting or exiting.
                 let end = stream.wait().await;
                 tracing::debug!(stream = stream.id(), ?end, "managed workspace stream ended");
+                // Not reconnected once stop() returned, even before the
+                // merger fired (that would be a new connection after
+                // stop(); a dial already under way is the only one).
                 if stopping() {
                     break;
                 }
