@@ -67,10 +67,52 @@ pub(crate) fn s9(bugs: Bugs) {
     end_checks(&transport);
 }
 
-/// S10: stream A's handler parks on its first event; main retires A
+/// S10 under loom: stream A's handler, on its first event (the server's `connected`),
+/// retires its own stream (`close_workspace_stream`) and calls
+/// `Client::close()`; main opens stream B meanwhile, whose handler calls
+/// `Client::close()` on its first event too, and then closes the client.
+///
+/// B may lose to A (`AlreadyConnected` before the retirement, a closed
+/// client after A's close): the executions where it won hit the two
+/// handlers' window. Before (A's handler parked on a signal until main had
+/// retired A and opened B; two signals): bound 0 168 executions, bound 1
+/// unfinished after 1.18M; now bound 1 483, bound 2 25,996. Under
+/// shuttle this body hits the two handlers' window once in ~1,000 PCT
+/// schedules, so shuttle keeps [`s10_shuttle`] (every schedule has B).
+pub(crate) fn s10(bugs: Bugs) {
+    if crate::cell::Checker::COMPILED != Some(crate::cell::Checker::Loom) {
+        return s10_shuttle(bugs);
+    }
+    // `connected` triggers both handlers; the server is a sink.
+    let transport = MemoryTransport::new().with_sink_server();
+    let client = client(&transport, bugs);
+    let closes = |retire: bool| {
+        let client = client.clone();
+        move |_event: Event| {
+            let client = client.clone();
+            async move {
+                if retire {
+                    let _ = client.close_workspace_stream();
+                }
+                client.close().await;
+            }
+        }
+    };
+    let a = block_on(client.stream_workspace(closes(true))).expect("stream A");
+    let b = block_on(client.stream_workspace(closes(false))).ok();
+    block_on(client.close());
+    ready_at_barrier(&[&a]);
+    if let Some(b) = &b {
+        ready_at_barrier(&[b]);
+    }
+    assert_drained(&client, "close() from outside, with two handlers closing");
+    end_checks(&transport);
+}
+
+/// S10 under shuttle: stream A's handler parks on its first event; main retires A
 /// (`close_workspace_stream`) and opens B; then A's handler, B's handler
 /// and main all call `Client::close()`.
-pub(crate) fn s10(bugs: Bugs) {
+fn s10_shuttle(bugs: Bugs) {
     let transport = MemoryTransport::new(); // `connected` triggers both handlers
     let client = client(&transport, bugs);
     let entered = CloseSignal::new();
@@ -116,17 +158,18 @@ pub(crate) fn s10(bugs: Bugs) {
     end_checks(&transport);
 }
 
-/// S11: a managed stream's handler calls `StreamManager::wait()` when the
-/// server sends it a trigger frame. Under shuttle the first managed
-/// stream's handler panics first (injected), and the manager must
-/// reconnect; loom's 5 threads (main, supervisor, merger, reader, writer)
-/// leave no room for a second stream.
+/// S11 under shuttle: a managed stream's handler calls
+/// `StreamManager::wait()` when the server sends it a trigger frame; the
+/// first managed stream's handler panics first (injected), and the manager
+/// must reconnect. loom's 5 threads (main, supervisor, merger, reader,
+/// writer) leave no room for a second stream: see [`s11_loom`].
 pub(crate) fn s11(bugs: Bugs) {
     let loom = crate::cell::Checker::COMPILED == Some(crate::cell::Checker::Loom);
-    let transport = MemoryTransport::new().with_accept_limit(if loom { 1 } else { 2 });
-    if !loom {
-        transport.inject(Fault::HandlerPanic);
+    if loom {
+        return s11_loom(bugs);
     }
+    let transport = MemoryTransport::new().with_accept_limit(2);
+    transport.inject(Fault::HandlerPanic);
     let client = client(&transport, bugs);
     let slot: Arc<Mutex<Option<StreamManager>>> = Arc::default();
     let live = CloseSignal::new();
@@ -157,15 +200,63 @@ pub(crate) fn s11(bugs: Bugs) {
     };
     let manager = StreamManager::start(client.clone(), make, ManagerConfig::default());
     *slot.lock().unwrap() = Some(manager.clone());
-    let what = if loom {
-        "the managed stream delivers its first event"
-    } else {
-        "the manager reconnects after its stream's handler panicked"
-    };
-    expecting(Oracle::ManagerPromise, what, || block_on(live.closed()));
+    expecting(
+        Oracle::ManagerPromise,
+        "the manager reconnects after its stream's handler panicked",
+        || block_on(live.closed()),
+    );
     let newest = transport.connections().pop().expect("a managed connection");
     newest.send_text("trigger: not a protocol message");
     block_on(waited.closed());
+    block_on(manager.wait());
+    assert_drained(&client, "StreamManager::wait()");
+    if manager.live_tasks() > 0 {
+        violated(
+            Oracle::DrainBarrier,
+            "StreamManager::wait() returned with manager tasks alive",
+        );
+    }
+    drop(slot.lock().unwrap().take());
+    drop(manager);
+    end_checks(&transport);
+}
+
+/// S11 under loom: the managed stream's first event (the server's
+/// `connected`) is the trigger, so main sends nothing and awaits no
+/// signal of the handler's: it fills the handler's slot, lets it go, and
+/// waits. The handler's `wait()` is what stops the manager, so main's
+/// `wait()` returns only after it (a deadlocked handler is a deadlock of
+/// main's too: the liveness oracle). Before (the trigger frame sent by
+/// main, two signals): bound 0 490 executions, bound 1 unfinished after
+/// 1.16M; now 26 and 105,002.
+fn s11_loom(bugs: Bugs) {
+    let transport = MemoryTransport::new()
+        .with_sink_server()
+        .with_accept_limit(1);
+    let client = client(&transport, bugs);
+    let slot: Arc<Mutex<Option<StreamManager>>> = Arc::default();
+    // The manager dials on its own task: the handler may run before main
+    // has put the manager in the slot.
+    let ready = CloseSignal::new();
+    let make = {
+        let (slot, ready) = (slot.clone(), ready.clone());
+        move || {
+            let (slot, ready) = (slot.clone(), ready.clone());
+            move |_event: Event| {
+                let (slot, ready) = (slot.clone(), ready.clone());
+                async move {
+                    ready.closed().await;
+                    let manager = slot.lock().unwrap().clone();
+                    if let Some(manager) = manager {
+                        manager.wait().await;
+                    }
+                }
+            }
+        }
+    };
+    let manager = StreamManager::start(client.clone(), make, ManagerConfig::default());
+    *slot.lock().unwrap() = Some(manager.clone());
+    ready.close();
     block_on(manager.wait());
     assert_drained(&client, "StreamManager::wait()");
     if manager.live_tasks() > 0 {

@@ -1,4 +1,4 @@
-//! The model-checking harness of wsdrain: scenarios S1-S11 over the real
+//! The model-checking harness of wsdrain: scenarios S1-S12 over the real
 //! client, run under loom (exhaustive within a preemption bound) or shuttle
 //! (PCT, random), with the bug catalog H1-H8 switchable per run.
 //!

@@ -34,7 +34,7 @@ pub enum Scenario {
     S2CloseDuringDial,
     /// S3: two concurrent `stream_workspace` callers, then `close()`.
     S3ConcurrentDial,
-    /// S4: server disconnect (reader exit cleanup) vs a new stream, then close.
+    /// S4: a retired stream's reader exits after a new stream is published, then close.
     S4DisconnectVsNewStream,
     /// S5: `close()` vs pending `write_shell_input` / `ping`.
     S5CloseVsPendingWrite,
@@ -50,11 +50,13 @@ pub enum Scenario {
     S10HandlersClose,
     /// S11: `StreamManager::wait()` from a managed stream's handler.
     S11ManagerWaitFromHandler,
+    /// S12: server disconnect; the old reader's cleanup, then a new stream, then close.
+    S12DisconnectThenNewStream,
 }
 
 impl Scenario {
     /// Every scenario, in order.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::S1CloseVsStream,
         Scenario::S2CloseDuringDial,
         Scenario::S3ConcurrentDial,
@@ -66,12 +68,13 @@ impl Scenario {
         Scenario::S9PanickingHandler,
         Scenario::S10HandlersClose,
         Scenario::S11ManagerWaitFromHandler,
+        Scenario::S12DisconnectThenNewStream,
     ];
 
-    /// `"S1"` ... `"S11"`.
+    /// `"S1"` ... `"S12"`.
     pub fn id(self) -> &'static str {
         [
-            "S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11",
+            "S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12",
         ][self as usize]
     }
 
@@ -81,7 +84,7 @@ impl Scenario {
             "close-vs-stream",
             "close-during-dial",
             "concurrent-dial",
-            "disconnect-vs-new-stream",
+            "retired-reader-vs-new-stream",
             "close-vs-pending-write",
             "double-close",
             "close-from-handler",
@@ -89,6 +92,7 @@ impl Scenario {
             "panicking-handler",
             "handlers-close",
             "manager-wait-from-handler",
+            "disconnect-then-new-stream",
         ][self as usize]
     }
 
@@ -109,8 +113,10 @@ impl Scenario {
                  then close() drains the winner"
             }
             Scenario::S4DisconnectVsNewStream => {
-                "the server drops stream 1 while main closes it and opens stream 2; the old \
-                 reader's exit cleanup races the new publication; then close()"
+                "stream 1's handler holds its first event while main retires stream 1 \
+                 (close_workspace_stream) and opens stream 2; then the handler returns and the \
+                 old reader's exit cleanup, after the new publication, races close() and \
+                 stream 2's tasks"
             }
             Scenario::S5CloseVsPendingWrite => {
                 "a sender blocks on a full input queue (capacity 1) with write_shell_input and \
@@ -141,12 +147,20 @@ impl Scenario {
             Scenario::S10HandlersClose => {
                 "a retired stream's handler (taken out by close_workspace_stream) and the \
                  current stream's handler call Client::close at once, while main closes too: \
-                 no deadlock, full drain for main"
+                 no deadlock, full drain for main. shuttle: A's handler parks until main has \
+                 retired A and opened B; loom: A's handler retires A itself on its first event \
+                 and closes while main opens B (which may lose) and closes"
             }
             Scenario::S11ManagerWaitFromHandler => {
                 "a managed stream's handler calls StreamManager::wait(); it must return, and \
                  main's wait() drain. shuttle: the first managed handler panics first (injected) \
-                 and the manager must reconnect (manager-promise); loom (5-thread budget): no panic"
+                 and the manager must reconnect (manager-promise); loom (5-thread budget): no \
+                 panic, and the connected frame is the trigger"
+            }
+            Scenario::S12DisconnectThenNewStream => {
+                "the server drops stream 1; once its reader's exit cleanup has unpublished it \
+                 (wait() resolved), main opens stream 2 and closes the client (S4's other \
+                 window: the old cleanup before the new publication)"
             }
         }
     }
@@ -154,24 +168,28 @@ impl Scenario {
     /// The preemption bound `cargo xtask verify` explores the fixed client
     /// at by default: the largest that finishes within `--loom-seconds` on
     /// a loaded 2-core machine (see README; `--bound` overrides it for every
-    /// scenario). S4 stays at 1: at bound 2 it passes in 973,439 executions,
-    /// 461 s at load 2.5-4.5 (measured 2026-12-02). S6 at 2: 379,431 executions, 68 s at load 3 (156 s
+    /// scenario). S4 stays at 1: split from S12, it explores 29,371 at 1
+    /// and is unfinished at 2 (260,000 in 249 s at load 7; before the split
+    /// 973,439, 461 s). S6 at 2: 379,431 executions, 68 s at load 3 (156 s
     /// at load 6, within verify's 180 s `--loom-seconds`; measured 2026-12-02).
     pub fn loom_bound(self) -> usize {
         match self {
             Scenario::S1CloseVsStream | Scenario::S2CloseDuringDial => 3,
-            // S10 and S11 fill loom's 5 threads: at 1 neither finishes in
-            // 300 s (1.18M and 1.16M executions, 2026-12-02); at 0 they
-            // explore 168 and 490.
-            Scenario::S10HandlersClose | Scenario::S11ManagerWaitFromHandler => 0,
+            // S11 fills loom's 5 threads: at 1 105,002 executions, 99 s at
+            // load 7.5 (2026-12-02; before its cut unfinished after 1.16M).
+            Scenario::S11ManagerWaitFromHandler | Scenario::S4DisconnectVsNewStream => 1,
             Scenario::S3ConcurrentDial
             | Scenario::S5CloseVsPendingWrite
             | Scenario::S7CloseFromHandler
             | Scenario::S6DoubleClose
             | Scenario::S8ManagerReconnect
             // S9 at 2: 303,150 executions, 104 s at load 3 (at 1: 9,342).
-            | Scenario::S9PanickingHandler => 2,
-            Scenario::S4DisconnectVsNewStream => 1,
+            | Scenario::S9PanickingHandler
+            // S10 at 2: 25,996 executions, 8 s at load 7 (before its cut,
+            // bound 1 was unfinished after 1.18M).
+            | Scenario::S10HandlersClose
+            // S12 at 2: 58,798 executions, 26 s at load 6; at 3 unfinished.
+            | Scenario::S12DisconnectThenNewStream => 2,
         }
     }
 
@@ -267,6 +285,7 @@ impl Scenario {
             Scenario::S9PanickingHandler => S9,
             Scenario::S10HandlersClose => S10,
             Scenario::S11ManagerWaitFromHandler => S11,
+            Scenario::S12DisconnectThenNewStream => S12,
         }
     }
 
@@ -300,6 +319,7 @@ impl Scenario {
             Scenario::S9PanickingHandler => crate::fault_scenarios::s9(bugs),
             Scenario::S10HandlersClose => crate::fault_scenarios::s10(bugs),
             Scenario::S11ManagerWaitFromHandler => crate::fault_scenarios::s11(bugs),
+            Scenario::S12DisconnectThenNewStream => s12(bugs),
         }
     }
 }
@@ -410,21 +430,21 @@ pub(crate) mod windows {
         ),
     ];
 
-    /// The old reader's exit cleanup against the new stream's publish.
-    pub(super) const S4: &[Window] = &[
-        both(
-            "the old reader's cleanup lands after the new publish",
-            &[
-                on("reader#1", STARTED),
-                on("main", PUBLISH),
-                on("reader#1", CLEANUP),
-            ],
-        ),
-        both(
-            "the old reader's cleanup lands before the new publish",
-            &[on("reader#1", CLEANUP), on("main", PUBLISH)],
-        ),
-    ];
+    /// The old reader's exit cleanup after the new stream's publish (S4)
+    /// and before it (S12): S4's two windows before the split.
+    pub(super) const S4: &[Window] = &[both(
+        "the old reader's cleanup lands after the new publish",
+        &[
+            on("reader#1", STARTED),
+            on("main", PUBLISH),
+            on("reader#1", CLEANUP),
+        ],
+    )];
+
+    pub(super) const S12: &[Window] = &[both(
+        "the old reader's cleanup lands before the new publish",
+        &[on("reader#1", CLEANUP), on("main", PUBLISH)],
+    )];
 
     /// The sender against close(). (The queue's marks are made as its
     /// calls begin: a park listed before the close happened before it.)
@@ -664,15 +684,64 @@ pub(crate) mod bodies {
         end_checks(&transport);
     }
 
+    /// S4 holds the old reader in its handler (parked on the `connected`
+    /// frame) until the new stream is published, so its exit cleanup comes
+    /// after the publish and races only close() and the new stream's tasks;
+    /// S12 explores the cleanup before the publish. Together they are S4
+    /// before the split (whose bound 2 took 973k executions).
     pub(super) fn s4(bugs: Bugs) {
+        // `connected` is stream 1's first event: its handler parks on it.
+        // Not a sink: main sees the old writer close its side (below).
+        let transport = MemoryTransport::new();
+        let client = client(&transport, bugs);
+        let (entered, go) = (CloseSignal::new(), CloseSignal::new());
+        let parked = {
+            let (entered, go) = (entered.clone(), go.clone());
+            move |_event: Event| {
+                let (entered, go) = (entered.clone(), go.clone());
+                async move {
+                    entered.close();
+                    go.closed().await;
+                }
+            }
+        };
+        let first = block_on(client.stream_workspace(parked)).expect("first stream");
+        block_on(entered.closed());
+        // Stream 2 gets no `connected` and is a sink (the settings are the
+        // server's, read at each accept): fewer steps to explore.
+        let _ = transport
+            .clone()
+            .with_connected_message(false)
+            .with_sink_server();
+        let _retired = client
+            .close_workspace_stream()
+            .expect("stream 1 is current while its reader is parked");
+        // The retirement woke the old writer; waiting until it closed its
+        // side keeps its exit out of the new stream's interleavings
+        // (bound 1: 41,236 -> 29,371 executions).
+        let old_side = block_on(transport.connections()[0].recv());
+        assert!(old_side.is_none(), "the old writer sent {old_side:?}");
+        let second = match block_on(client.stream_workspace(ignore)) {
+            Ok(second) => second,
+            Err(error) => panic!("a new stream after close_workspace_stream: {error:?}"),
+        };
+        go.close();
+        block_on(client.close());
+        after_close(&client, &[&first, &second]);
+        end_checks(&transport);
+    }
+
+    /// S12: the server drops stream 1 and its reader's exit cleanup
+    /// unpublishes it (awaited through `wait()`) before main opens stream 2.
+    pub(super) fn s12(bugs: Bugs) {
         let transport = quiet();
         let client = client(&transport, bugs);
         let first = block_on(client.stream_workspace(ignore)).expect("first stream");
         transport.connections()[0].disconnect();
-        let _ = client.close_workspace_stream();
+        block_on(first.wait());
         let second = match block_on(client.stream_workspace(ignore)) {
             Ok(second) => second,
-            Err(error) => panic!("a new stream after close_workspace_stream: {error:?}"),
+            Err(error) => panic!("a new stream after the old one ended: {error:?}"),
         };
         block_on(client.close());
         after_close(&client, &[&first, &second]);

@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's own commands.
 //!
 //! - `cargo xtask verify`: build the loom and shuttle harnesses, run the
-//!   verification matrix (fixed client and bugs H1-H8 x scenarios S1-S11 x
+//!   verification matrix (fixed client and bugs H1-H8 x scenarios S1-S12 x
 //!   checker), print the verdict table and the budgets, write them as JSON
 //!   under `target/wsdrain/`. Non-zero exit if the fixed client fails
 //!   anything or a bug escapes.
@@ -69,7 +69,7 @@ enum Command {
         /// `loom` or `shuttle`.
         #[arg(long, value_parser = matrix::parse_checker)]
         checker: wsdrain_loom_tests::cell::Checker,
-        /// S1 ... S11 (or `--program`).
+        /// S1 ... S12 (or `--program`).
         #[arg(long, required_unless_present = "program")]
         scenario: Option<String>,
         /// A generated program's file (its counterexample's replay command

@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Explore a scenario.
     Run {
-        /// S1 ... S8 (or the scenario's name).
+        /// S1 ... S12 (or the scenario's name).
         #[arg(long)]
         scenario: String,
         /// `fixed`, or a bug of the catalog (H1 ... H8, or its name).
@@ -107,7 +107,7 @@ enum Command {
     Catalog,
     /// Replay a counterexample from its artifact (loom checkpoint or shuttle schedule).
     Replay {
-        /// S1 ... S8.
+        /// S1 ... S12.
         #[arg(long)]
         scenario: String,
         /// `fixed` or H1 ... H8.

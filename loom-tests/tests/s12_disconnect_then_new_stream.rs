@@ -1,0 +1,34 @@
+//! S12: server disconnect; the old reader's exit cleanup unpublishes the
+//! stream, then a new stream, then `close()` (S4's "cleanup before the new
+//! publish" window, split off S4 so each explores at a deeper bound).
+//!
+//! One execution = one fresh client over the in-memory transport; see
+//! `Scenario::explores` for what the checkers interleave here.
+#![cfg(any(wsdrain_loom, wsdrain_shuttle))]
+
+mod common;
+
+use common::{Bug, Oracle, Scenario};
+
+#[test]
+fn fixed_client_passes() {
+    common::fixed_client_passes(Scenario::S12DisconnectThenNewStream);
+}
+
+#[test]
+fn h1_close_no_drain_is_caught() {
+    common::bug_is_caught(
+        Scenario::S12DisconnectThenNewStream,
+        Bug::CloseNoDrain,
+        Oracle::DrainBarrier,
+    );
+}
+
+#[test]
+fn h7_writer_not_woken_is_caught() {
+    common::bug_is_caught(
+        Scenario::S12DisconnectThenNewStream,
+        Bug::WriterNotWoken,
+        Oracle::Liveness,
+    );
+}
