@@ -111,7 +111,8 @@ pub enum Op {
     ServerClose,
     /// The server drops the newest connection abruptly.
     ServerDisconnect,
-    /// `StreamManager::stop` (programs with a manager).
+    /// `StreamManager::stop` (programs with a manager), then its promise
+    /// without a `wait()`: the managed stream the client holds ends.
     ManagerStop,
     /// `StreamManager::wait` (stops it too, then drains).
     ManagerWait,
