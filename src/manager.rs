@@ -270,6 +270,9 @@ async fn supervise<T, F, H>(
     H: Handler,
 {
     let stop = merged_stop(shared);
+    // Asked to stop, read from the signals themselves: the merged one is
+    // fired later by the merger task.
+    let stopping = || shared.stop.is_closed() || shared.wait_requested.is_closed();
     let mut backoff = config.initial_backoff;
     let mut failures = 0u32;
     while !stop.is_closed() {
@@ -288,7 +291,10 @@ async fn supervise<T, F, H>(
                 // Drain the stream's tasks before reconnecting or exiting.
                 let end = stream.wait().await;
                 tracing::debug!(stream = stream.id(), ?end, "managed workspace stream ended");
-                if stop.is_closed() {
+                // Not reconnected once stop() returned, even before the
+                // merger fired (that would be a new connection after
+                // stop(); a dial already under way is the only one).
+                if stopping() {
                     break;
                 }
                 if let StreamEnd::Failed(error) = end {

@@ -12,7 +12,9 @@
 //! explores under shuttle and loom); a failure there prints the program
 //! file and the command that explores it under shuttle.
 //!
-//! `cargo +nightly fuzz fmt op_model <artifact>` prints the input's bytes.
+//! `cargo +nightly fuzz fmt op_model <artifact>` prints what the input's
+//! bytes decode to: the generated program (its operation list and its JSON
+//! file) and the operation sequence ([`Case`]'s `Debug`).
 
 #![no_main]
 
@@ -29,6 +31,46 @@ use wsdrain_model::exec::run_paused;
 
 /// At most this many operations per input.
 const MAX_OPS: usize = 40;
+
+/// The fuzz input: its bytes choose both the generated program and the
+/// operation sequence. Its `Debug` (what `cargo fuzz fmt` prints) decodes
+/// them into both, instead of listing the bytes.
+struct Case(Vec<u8>);
+
+impl<'a> Arbitrary<'a> for Case {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(Case(u.bytes(u.len())?.to_vec()))
+    }
+
+    fn arbitrary_take_rest(u: Unstructured<'a>) -> Result<Self> {
+        Ok(Case(u.take_rest().to_vec()))
+    }
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let program = Program::from_bytes(&self.0).without_handler_panics();
+        writeln!(
+            f,
+            "{} byte(s)\n\ngenerated program ({} ops; panicking handlers ignore their events \
+             here):\n{}\nits program file (for wsdrain-cell generated --program-file):\n{}\n",
+            self.0.len(),
+            program.len(),
+            program.describe(),
+            serde_json::to_string(&program).map_err(|_| std::fmt::Error)?
+        )?;
+        match Ops::arbitrary_take_rest(Unstructured::new(&self.0)) {
+            Ok(Ops(ops)) => {
+                writeln!(f, "operation sequence ({} ops):", ops.len())?;
+                for (i, op) in ops.iter().enumerate() {
+                    writeln!(f, "  {i:>2}: {op:?}")?;
+                }
+                Ok(())
+            }
+            Err(e) => writeln!(f, "operation sequence: none ({e})"),
+        }
+    }
+}
 
 /// A sequence of operations, each valid in the model state it runs in.
 #[derive(Debug)]
@@ -221,7 +263,8 @@ fn run_program(data: &[u8]) {
     *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(|case: Case| {
+    let data = &case.0;
     run_program(data);
     let Ok(ops) = Ops::arbitrary_take_rest(Unstructured::new(data)) else {
         return;

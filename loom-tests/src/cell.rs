@@ -266,6 +266,16 @@ impl CellCommand {
         }
     }
 
+    /// Explore the program in `file` (JSON) instead of the generated ones.
+    pub fn program_file(self, file: &Path) -> Self {
+        self.with("--program-file", file.display())
+    }
+
+    /// Report a generated program's failure as found, without shrinking it.
+    pub fn no_shrink(self) -> Self {
+        self.flag("--no-shrink")
+    }
+
     /// shuttle: schedules per generated program.
     pub fn schedules(self, schedules: usize) -> Self {
         self.with("--schedules", schedules)

@@ -10,7 +10,15 @@
 //!   with fewer context switches down to the fewest preemptions that still
 //!   fail, as the hand-written scenarios' failures are: `crate::shrink`).
 //! - loom: the programs that fit its five threads, each explored
-//!   exhaustively at the preemption bound given.
+//!   exhaustively at the preemption bound given. A failure shrinks too:
+//!   first to the smallest bound at which the program fails, then the
+//!   program by the same deletion passes, each candidate explored
+//!   exhaustively at that bound in a child cell runner (loom aborts its
+//!   process on a deadlock or a panic that cannot unwind, so a failure is
+//!   shrunk from the panic hook, or after the SC search for a weak one);
+//!   budget [`LOOM_SHRINK_TRIES`] candidates and
+//!   [`LOOM_SHRINK_TIME`]. The counterexample is the smallest candidate's,
+//!   with the replay file of its own exploration.
 //!
 //! A counterexample carries the program file and the checker's artifact;
 //! `cargo xtask replay --program FILE ARTIFACT` reruns exactly that
@@ -174,6 +182,8 @@ pub struct Budget {
     /// Explore this program (e.g. a fuzz finding's file) instead of the
     /// generated ones.
     pub program: Option<Program>,
+    /// Shrink a failure (off for the candidates a loom shrink explores).
+    pub shrink: bool,
 }
 
 impl Budget {
@@ -273,8 +283,11 @@ fn hunt_shuttle(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResul
                     total,
                     ops: program.len(),
                 };
-                let (program, strategy, outcome) =
-                    shrink(program, bugs, strategy, failure.oracle, outcome);
+                let (program, strategy, outcome) = if budget.shrink {
+                    shrink(program, bugs, strategy, failure.oracle, outcome)
+                } else {
+                    (program, strategy, outcome)
+                };
                 let failure = outcome.failure.clone().expect("a shrunk failure fails");
                 let note = format!(
                     " (program {} of the budget, {} execution(s) into it; shrunk from {} to {} \
@@ -379,16 +392,18 @@ fn hunt_loom(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResult {
         }
         let program = budget.program(index, Fit::Loom);
         programs += 1;
-        set_current(
-            &program,
-            bugs,
-            None,
+        let note = if budget.program.is_some() {
+            file_note(budget.bound)
+        } else {
             format!(
                 " (program {index} of the budget, loom bound {})",
                 budget.bound
-            ),
-        );
-        let checkpoint = bugs.iter().next().is_some().then(|| {
+            )
+        };
+        set_current(&program, bugs, None, note);
+        // A replay needs the checkpoint: kept for a bug, and for a program
+        // file (a loom shrink's candidate, whose failure is the one reported).
+        let checkpoint = (bugs.iter().next().is_some() || budget.program.is_some()).then(|| {
             let path = harness::artifact_dir().join(format!(
                 "loom-G-{}-{}.json",
                 cell::variant_name(bugs),
@@ -409,10 +424,26 @@ fn hunt_loom(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResult {
             max_duration: Some(left),
             checkpoint,
         };
+        *lock_hunt() = budget.shrink.then(|| LoomHunt {
+            program: program.clone(),
+            bugs,
+            bound: budget.bound,
+            index,
+            from_file: budget.program.is_some(),
+            started,
+        });
         let outcome = explore_program(&program, bugs, &strategy);
         total += outcome.executions;
-        if outcome.failure.is_some() {
-            // Written by the hook already; this is what it wrote.
+        let hunt = lock_hunt().take();
+        if let Some(failure) = &outcome.failure {
+            // Written by the hook already: that is the result unless the
+            // shrink (here, or from the hook if loom was about to abort)
+            // finds a smaller program, which it then writes again.
+            if let Some(hunt) = hunt
+                && let Some(shrunk) = shrink_and_write(hunt, failure.oracle)
+            {
+                return shrunk;
+            }
             return result;
         }
         if outcome.incomplete {
@@ -425,6 +456,179 @@ fn hunt_loom(bugs: Bugs, budget: Budget, mut result: CellResult) -> CellResult {
     result.programs = Some(programs);
     result.elapsed_ms = cell::ms(started.elapsed());
     result
+}
+
+/// loom: candidates explored at most when shrinking one failure.
+const LOOM_SHRINK_TRIES: usize = 40;
+/// loom: time spent shrinking one failure at most (it runs in each bug's
+/// cell of `verify`: two-ops programs take 13-30 s at load 1-4).
+const LOOM_SHRINK_TIME: Duration = Duration::from_secs(45);
+
+/// A loom failure shrunk: the result of the cell that explored the
+/// smallest failing program (its report, replay file and command), and
+/// what the shrink cost.
+struct LoomShrunk {
+    result: CellResult,
+    ops: usize,
+    tries: usize,
+    elapsed: Duration,
+}
+
+/// The note a program file's loom cell puts in its heading (a loom shrink
+/// replaces it with how the program was found and shrunk).
+fn file_note(bound: usize) -> String {
+    format!(" (the program file, loom bound {bound})")
+}
+
+/// Shrink `program`, which failed `oracle` under loom at `bound`, as the
+/// shuttle path does, but with loom's exhaustive exploration: first the
+/// bound (the smallest below `bound` at which it fails), then the program
+/// (deletion candidates: a task, an operation, the manager; kept if the
+/// same oracle fires), each candidate explored at that bound in its own
+/// cell-runner process (loom reports a deadlock by aborting the process).
+/// Budget: [`LOOM_SHRINK_TRIES`] candidates, [`LOOM_SHRINK_TIME`]. `None`
+/// if nothing smaller fails the same way (the original result stands).
+fn shrink_loom(
+    program: &Program,
+    bugs: Bugs,
+    bound: usize,
+    oracle: Option<Oracle>,
+) -> Option<LoomShrunk> {
+    let started = Instant::now();
+    let deadline = started + LOOM_SHRINK_TIME;
+    let binary = std::env::current_exe().ok()?;
+    let spent = |tries: usize| tries >= LOOM_SHRINK_TRIES || Instant::now() >= deadline;
+    let mut tries = 0;
+    let mut best: Option<(Program, CellResult)> = None;
+    let mut at = bound;
+    for lower in 0..bound {
+        if spent(tries) {
+            break;
+        }
+        tries += 1;
+        if let Some(r) = explore_child(&binary, program, bugs, lower, oracle, deadline, tries) {
+            best = Some((program.clone(), r));
+            at = lower;
+            break;
+        }
+    }
+    let mut current = program.clone();
+    'smaller: loop {
+        for candidate in current.shrink_candidates() {
+            if spent(tries) {
+                break 'smaller;
+            }
+            tries += 1;
+            if let Some(r) = explore_child(&binary, &candidate, bugs, at, oracle, deadline, tries) {
+                current = candidate.clone();
+                best = Some((candidate, r));
+                continue 'smaller;
+            }
+        }
+        break;
+    }
+    best.map(|(program, result)| LoomShrunk {
+        result,
+        ops: program.len(),
+        tries,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The loom program being explored, kept for its shrink: from the panic
+/// hook (loom may abort the process once it returns), or from the hunt
+/// after the SC search of a weak-memory failure.
+struct LoomHunt {
+    program: Program,
+    bugs: Bugs,
+    bound: usize,
+    index: u64,
+    /// Whether the program came from a file (not the budget's generator).
+    from_file: bool,
+    started: Instant,
+}
+
+static LOOM_HUNT: Mutex<Option<LoomHunt>> = Mutex::new(None);
+
+fn lock_hunt() -> std::sync::MutexGuard<'static, Option<LoomHunt>> {
+    LOOM_HUNT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Called by the panic hook after it wrote the result of a loom failure:
+/// shrink it now, before loom can abort the process (a deadlock, a panic
+/// that cannot unwind), on a thread of its own (the hook runs on a loom
+/// thread's small stack).
+pub(crate) fn shrink_at_failure(oracle: Option<Oracle>) {
+    let Some(hunt) = lock_hunt().take() else {
+        return;
+    };
+    let _ = std::thread::spawn(move || shrink_and_write(hunt, oracle)).join();
+}
+
+/// Shrink the hunt's failing program ([`shrink_loom`]); if something
+/// smaller fails the same way, write its result (the executions to
+/// detection stay the hunt's) after the one written at the failure.
+fn shrink_and_write(hunt: LoomHunt, oracle: Option<Oracle>) -> Option<CellResult> {
+    let (found, _) = harness::caught_result()?;
+    let LoomShrunk {
+        result: mut shrunk,
+        ops,
+        tries,
+        elapsed,
+    } = shrink_loom(&hunt.program, hunt.bugs, hunt.bound, oracle)?;
+    let at = shrunk.bound.unwrap_or(hunt.bound);
+    if let Some(report) = &mut shrunk.report {
+        let program = if hunt.from_file {
+            "the program file".to_owned()
+        } else {
+            format!("program {} of the budget", hunt.index)
+        };
+        let note = format!(
+            " ({program}, {} execution(s) into it at loom bound {}; shrunk from {} to {ops} ops \
+             in {tries} candidate(s), {:.0} s; loom bound {at})",
+            found.executions,
+            hunt.bound,
+            hunt.program.len(),
+            elapsed.as_secs_f64(),
+        );
+        *report = report.replacen(&file_note(at), &note, 1);
+    }
+    shrunk.strategy = found.strategy;
+    shrunk.seed = found.seed;
+    shrunk.executions = found.executions;
+    shrunk.programs = found.programs;
+    shrunk.elapsed_ms = cell::ms(hunt.started.elapsed());
+    cell::write_again(&shrunk);
+    Some(shrunk)
+}
+
+/// Explore `candidate` under loom at `bound` in a child cell runner; its
+/// result if it failed `oracle` within the time left.
+fn explore_child(
+    binary: &Path,
+    candidate: &Program,
+    bugs: Bugs,
+    bound: usize,
+    oracle: Option<Oracle>,
+    deadline: Instant,
+    n: usize,
+) -> Option<CellResult> {
+    let left = deadline.checked_duration_since(Instant::now())?;
+    let variant = cell::variant_name(bugs);
+    let file = harness::artifact_dir().join(format!(
+        "generated-loom-{variant}-{}-candidate-{n}.program.json",
+        std::process::id()
+    ));
+    std::fs::write(&file, candidate.to_json()).ok()?;
+    let command = cell::CellCommand::generated(&variant, 0, 1)
+        .program_file(&file)
+        .bound(bound)
+        .max_seconds(left.as_secs().max(1))
+        .no_shrink();
+    let result = command.execute(binary).ok();
+    // The child saved its own copy, which its report and replay name.
+    let _ = std::fs::remove_file(&file);
+    result.filter(|r| r.caught() && r.oracle == oracle)
 }
 
 /// Replay a generated counterexample: `program` (its file) under the

@@ -143,7 +143,16 @@ pub fn install_panic_hook() {
                 && !sc_searching()
                 && let (Some(pending), Some(captured)) = (crate::cell::pending(), captured)
             {
+                let oracle = captured
+                    .oracle
+                    .or_else(|| Oracle::classify(&captured.message));
+                // A weak-memory failure is followed by the SC search, and
+                // shrunk after it; any other, now, in case loom aborts.
+                let weak = captured.listing.is_weak();
                 crate::cell::write_once(&caught(pending, captured));
+                if !weak {
+                    crate::generated::shrink_at_failure(oracle);
+                }
             }
         }));
     });

@@ -43,7 +43,11 @@ pub fn expecting<T>(oracle: Oracle, what: &str, wait: impl FnOnce() -> T) -> T {
 /// A checker's failure (its oracle, if typed, and its message), named after
 /// the promise being waited on when it is a deadlock there.
 pub fn explain(oracle: Option<Oracle>, message: String) -> (Option<Oracle>, String) {
-    let pending = EXPECTING.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let pending = EXPECTING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .or_else(wsdrain_model::exec::pending_promise);
     match (pending, oracle.or_else(|| Oracle::classify(&message))) {
         (Some((expected, what)), Some(Oracle::Liveness)) => (
             Some(expected),

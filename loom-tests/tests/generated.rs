@@ -64,3 +64,93 @@ fn h5_is_caught_shrunk_and_replayed() {
         "the replay reports another execution number"
     );
 }
+
+/// loom: a failing program is shrunk (smallest failing bound, then the
+/// program), and the counterexample replays the shrunk program exactly.
+#[test]
+fn loom_shrinks_a_padded_h5_program() {
+    if CHECKER != Checker::Loom {
+        return;
+    }
+    use wsdrain_model::{FaultKind, HandlerKind, Op, Program};
+    // H5's race (close racing stream_workspace) padded with ops it needs not.
+    let padded = Program {
+        manager: false,
+        tasks: vec![
+            vec![
+                Op::ServerSend,
+                Op::Stream {
+                    handler: HandlerKind::Ignore,
+                },
+                Op::Ping,
+            ],
+            vec![
+                Op::Fault {
+                    fault: FaultKind::ConnectTimeout,
+                },
+                Op::ClientClose,
+            ],
+        ],
+    };
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("padded-h5.program.json");
+    std::fs::write(&file, padded.to_json()).unwrap();
+    let found = cell(
+        &CellCommand::generated("H5", 0, 1)
+            .program_file(&file)
+            .bound(1)
+            .max_seconds(300),
+    );
+    assert!(found.caught(), "H5 escaped: {found:?}");
+    let report = found.report.clone().expect("a counterexample");
+    assert!(report.contains("shrunk from 5 to"), "{report}");
+    let replay = found.replay.clone().expect("a replay command");
+    let words: Vec<&str> = replay.split_whitespace().collect();
+    let program = words[words.iter().position(|w| *w == "--program").unwrap() + 1];
+    let shrunk = Program::from_json(&std::fs::read_to_string(program).unwrap()).unwrap();
+    assert!(shrunk.len() < padded.len(), "{shrunk:?}");
+    let replayed = cell(&CellCommand::replay_program(
+        Path::new(program),
+        "H5",
+        Path::new(words.last().unwrap()),
+    ));
+    assert!(replayed.caught(), "the replay did not fail: {replayed:?}");
+    assert_eq!(replayed.oracle, found.oracle);
+    let heading = |r: &str| {
+        let h = r.lines().next().unwrap_or_default();
+        h[h.find("found after").unwrap()..]
+            .split(" execution")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        heading(replayed.report.as_deref().unwrap()),
+        heading(&report)
+    );
+}
+
+/// Regression (found by the explorer, program 241 of the default budget):
+/// a managed stream that ends after `StreamManager::stop()` returned is not
+/// reconnected while the stop-merger task has not yet run. With the
+/// supervisor reading only the merged signal this fails manager-promise at
+/// execution 98 (two connections after `stop()`). shuttle only: programs
+/// with a manager do not fit loom. The schedules are the budget's own
+/// (seeded per program), so this replays the finding as it was found.
+#[test]
+fn no_reconnect_after_stop() {
+    if CHECKER != Checker::Shuttle {
+        return;
+    }
+    let result = cell(
+        &CellCommand::generated("fixed", 241, 1)
+            .schedules(100)
+            .no_trace(),
+    );
+    assert_eq!(
+        result.result,
+        CellOutcome::Pass,
+        "{}",
+        result.report.unwrap_or_default()
+    );
+    assert_eq!(result.executions, 100);
+}

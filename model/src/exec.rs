@@ -21,10 +21,21 @@
 //! - **input-honesty**: what the server received on each connection is
 //!   inputs that answered `Ok`, each at most once, each task's in the
 //!   order it sent them;
-//! - **no-orphan**: every connection is closed at the end.
+//! - **no-orphan**: every connection is closed at the end;
+//! - **manager-promise**: when main ends the managed stream (the server
+//!   drops or closes its connection, or `close_workspace_stream`) in a
+//!   program where only the manager dials and nothing stops it before the
+//!   epilogue, the manager tries again (it makes its next stream's handler,
+//!   before it dials or finds out why it cannot), awaited as the promise;
+//!   after `StreamManager::stop()` (an op, or the
+//!   epilogue's, before any `wait()`), the managed stream ends without a
+//!   `wait()` to help it (awaited as the promise: a deadlock there is named
+//!   after it, see [`pending_promise`]), and the manager connects at most
+//!   once more (a dial in flight when `stop()` returned), never again.
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -92,6 +103,33 @@ pub fn violated(oracle: Oracle, message: impl std::fmt::Display) -> ! {
     })
 }
 
+/// The promises being awaited (oracle, what): a checker's deadlock report
+/// while one is pending is that promise broken, not plain liveness (the
+/// harness's `oracles::explain` asks [`pending_promise`]).
+static PROMISES: Mutex<Vec<(Oracle, String)>> = Mutex::new(Vec::new());
+
+/// The promise awaited first among those pending, if any.
+pub fn pending_promise() -> Option<(Oracle, String)> {
+    lock(&PROMISES).first().cloned()
+}
+
+/// Forget the promises of a previous execution.
+pub fn reset_promises() {
+    lock(&PROMISES).clear();
+}
+
+/// Await `future` as the promise of `oracle` that `what` happens.
+async fn expecting<F: Future>(oracle: Oracle, what: &str, future: F) -> F::Output {
+    let entry = (oracle, what.to_owned());
+    lock(&PROMISES).push(entry.clone());
+    let out = future.await;
+    let mut pending = lock(&PROMISES);
+    if let Some(at) = pending.iter().position(|p| *p == entry) {
+        pending.remove(at);
+    }
+    out
+}
+
 /// Whether `future` is ready at its first poll.
 fn ready_now<F: Future>(future: F) -> Option<F::Output> {
     let mut cx = Context::from_waker(Waker::noop());
@@ -124,6 +162,14 @@ struct World {
     /// The connections the program's own dials made, newest last.
     conns: wsdrain::sync::Mutex<Vec<ServerConn>>,
     sent: Mutex<Vec<Sent>>,
+    /// The program's dials in progress: a stream the client holds that is
+    /// not the program's while none is in progress is the manager's.
+    dialing: AtomicUsize,
+    /// The manager's `connects()` when `stop()` was first called.
+    connects_at_stop: Mutex<Option<u64>>,
+    /// Fired when the manager next makes a stream's handler (it is about
+    /// to dial again), if armed.
+    next_managed: Arc<Mutex<Option<wsdrain::sync::CloseSignal>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -138,11 +184,18 @@ impl World {
             "mem://workspace",
             config.with_input_queue_capacity(1),
         );
+        let next_managed: Arc<Mutex<Option<wsdrain::sync::CloseSignal>>> = Arc::default();
         let manager = program.manager.then(|| {
             let transport = transport.clone();
+            let next = next_managed.clone();
             StreamManager::start(
                 client.clone(),
-                move || transport.faulty_handler(ignore),
+                move || {
+                    if let Some(made) = lock(&next).take() {
+                        made.close();
+                    }
+                    transport.faulty_handler(ignore)
+                },
                 ManagerConfig::default().with_max_consecutive_failures(2),
             )
         });
@@ -154,6 +207,9 @@ impl World {
             streams: wsdrain::sync::Mutex::new(Vec::new()),
             conns: wsdrain::sync::Mutex::new(Vec::new()),
             sent: Mutex::default(),
+            dialing: AtomicUsize::new(0),
+            connects_at_stop: Mutex::default(),
+            next_managed,
         }
     }
 
@@ -161,8 +217,50 @@ impl World {
         self.streams.lock().last().cloned()
     }
 
+    /// The newest connection of the program's own dials; in a program
+    /// where only the manager dials, the manager's newest (a program with
+    /// a manager never runs under loom, whose causality checks need the
+    /// hand-over through `conns`).
     fn newest_conn(&self) -> Option<ServerConn> {
-        self.conns.lock().last().cloned()
+        let newest = self.conns.lock().last().cloned();
+        if newest.is_none() && self.only_manager_dials() {
+            return self.transport.connections().pop();
+        }
+        newest
+    }
+
+    /// A program with a manager and no dial of its own.
+    fn only_manager_dials(&self) -> bool {
+        self.manager.is_some() && !self.program.ops().any(|(_, _, op)| op.dials())
+    }
+
+    /// Arm the reconnect promise before main ends the managed stream, if
+    /// it is live and the manager must try again: only the manager dials
+    /// (so the client's stream is its), and nothing but the epilogue, which
+    /// follows main's ops, stops it. `None` otherwise.
+    fn arm_reconnect(&self, task: usize) -> Option<wsdrain::sync::CloseSignal> {
+        let stops = self
+            .program
+            .ops()
+            .any(|(_, _, op)| matches!(op, Op::ManagerStop | Op::ManagerWait));
+        if task != 0 || stops || !self.only_manager_dials() {
+            return None;
+        }
+        let live = self.client.workspace_stream()?;
+        if live.is_closed() {
+            return None;
+        }
+        let made = wsdrain::sync::CloseSignal::new();
+        *lock(&self.next_managed) = Some(made.clone());
+        Some(made)
+    }
+
+    /// Await the armed reconnect promise.
+    async fn reconnects(&self, armed: Option<wsdrain::sync::CloseSignal>, how: &str) {
+        if let Some(made) = armed {
+            let what = format!("after {how} the managed stream, the manager tries again");
+            expecting(Oracle::ManagerPromise, &what, made.closed()).await;
+        }
     }
 
     fn handler(&self, kind: HandlerKind) -> impl wsdrain::Handler + use<> {
@@ -184,6 +282,13 @@ impl World {
     }
 
     async fn dial(&self, kind: HandlerKind, cancellable: bool) -> Outcome {
+        self.dialing.fetch_add(1, Ordering::SeqCst);
+        let outcome = self.dial_counted(kind, cancellable).await;
+        self.dialing.fetch_sub(1, Ordering::SeqCst);
+        outcome
+    }
+
+    async fn dial_counted(&self, kind: HandlerKind, cancellable: bool) -> Outcome {
         let handler = self.handler(kind);
         let result = if cancellable {
             match self
@@ -309,7 +414,10 @@ impl World {
                 Outcome::Done
             }
             Op::CloseWorkspaceStream => {
+                let armed = self.arm_reconnect(task);
                 drop(self.client.close_workspace_stream());
+                self.reconnects(armed, "close_workspace_stream() closed")
+                    .await;
                 Outcome::Done
             }
             Op::ClientClose => {
@@ -332,20 +440,24 @@ impl World {
             }
             Op::ServerClose => {
                 if let Some(conn) = newest_conn() {
-                    conn.close();
+                    let armed = conn.is_open().then(|| self.arm_reconnect(task)).flatten();
+                    // A full queue refuses the close frame: nothing ends.
+                    let closed = conn.close();
+                    let armed = armed.filter(|_| closed);
+                    self.reconnects(armed, "the server closed").await;
                 }
                 Outcome::Done
             }
             Op::ServerDisconnect => {
                 if let Some(conn) = newest_conn() {
+                    let armed = conn.is_open().then(|| self.arm_reconnect(task)).flatten();
                     conn.disconnect();
+                    self.reconnects(armed, "the server dropped").await;
                 }
                 Outcome::Done
             }
             Op::ManagerStop => {
-                if let Some(manager) = &self.manager {
-                    manager.stop();
-                }
+                self.stop_manager(&format!("{}'s", task_name(task))).await;
                 Outcome::Done
             }
             Op::ManagerWait => {
@@ -393,13 +505,60 @@ impl World {
     /// close the client (which releases blocked senders), then release
     /// whatever waits for a timer (a hung dial, a cancellable future).
     async fn release(&self) {
-        if let Some(manager) = &self.manager {
-            manager.stop();
-        }
+        self.stop_manager("the epilogue's").await;
         self.client.close().await;
         self.after_close("the final Client::close()");
         self.transport.inject(Fault::ConnectTimeout);
         self.transport.inject(Fault::Cancel);
+    }
+
+    /// The stream the client holds, if it is the manager's: not one of the
+    /// program's, read while none of the program's dials is in progress (a
+    /// dial publishes its stream before it returns it). Read in this order:
+    /// a program's stream seen here is in `streams` once `dialing` reads 0.
+    fn managed_stream(&self) -> Option<WorkspaceStream> {
+        let current = self.client.workspace_stream()?;
+        if self.dialing.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let ours = self.streams.lock().iter().any(|s| s.id() == current.id());
+        (!ours).then_some(current)
+    }
+
+    /// `StreamManager::stop()` (if there is a manager), then its promise
+    /// without a `wait()` to help: the managed stream ends.
+    async fn stop_manager(&self, who: &str) {
+        let Some(manager) = &self.manager else {
+            return;
+        };
+        lock(&self.connects_at_stop).get_or_insert(manager.connects());
+        manager.stop();
+        if let Some(stream) = self.managed_stream() {
+            let what = format!(
+                "after {who} StreamManager::stop() (no wait()), the managed stream {} ends",
+                stream.id()
+            );
+            expecting(Oracle::ManagerPromise, &what, stream.wait()).await;
+        }
+    }
+
+    /// manager-promise at the end: after `stop()` returned, at most one
+    /// more connection (a dial in flight, or about to start as `stop()`
+    /// ran, which the manager then closes).
+    fn no_connect_after_stop(&self) {
+        let (Some(manager), Some(at_stop)) = (&self.manager, *lock(&self.connects_at_stop)) else {
+            return;
+        };
+        let after = manager.connects().saturating_sub(at_stop);
+        if after > 1 {
+            violated(
+                Oracle::ManagerPromise,
+                format!(
+                    "the manager connected {after} times after StreamManager::stop() returned \
+                     (at most one dial may be in flight)"
+                ),
+            );
+        }
     }
 
     /// `StreamManager::wait()` (if there is a manager), a drain barrier: no
@@ -421,6 +580,7 @@ impl World {
     /// and the end-of-execution oracles.
     async fn finish(&self) {
         self.wait_for_manager().await;
+        self.no_connect_after_stop();
         self.client.close().await;
         self.after_close("the second final Client::close()");
         let streams = self.streams.lock().clone();
@@ -510,6 +670,7 @@ pub async fn run_tokio(program: &Program, config: ClientConfig) {
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 pub fn run_model(program: &Program, config: ClientConfig) {
     use wsdrain::sync::{block_on, model_thread, trace};
+    reset_promises();
     trace::label_current("main");
     let world = Arc::new(World::new(program, config));
     let others: Vec<_> = (1..program.tasks.len())

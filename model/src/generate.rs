@@ -301,6 +301,45 @@ mod tests {
     }
 
     #[test]
+    fn shrinking_drops_tasks_left_empty() {
+        use Op::*;
+        let ignore = Stream {
+            handler: HandlerKind::Ignore,
+        };
+        let p = Program {
+            manager: false,
+            tasks: vec![vec![ClientClose], vec![ignore], vec![Input, Ping]],
+        };
+        let candidates = p.shrink_candidates();
+        for c in &candidates {
+            assert!(
+                c.tasks[1..].iter().all(|ops| !ops.is_empty()),
+                "a candidate keeps an empty task: {c:?}"
+            );
+        }
+        // Deleting t1's only op deletes t1 (once, not also as an empty t1).
+        let without_t1 = Program {
+            manager: false,
+            tasks: vec![vec![ClientClose], vec![Input, Ping]],
+        };
+        assert_eq!(candidates.iter().filter(|c| **c == without_t1).count(), 1);
+        // Main stays, even empty, and an empty task is not printed.
+        let main_only = Program {
+            manager: true,
+            tasks: vec![vec![], vec![]],
+        }
+        .without_empty_tasks();
+        assert_eq!(main_only.tasks, vec![Vec::<Op>::new()]);
+        let text = Program {
+            manager: false,
+            tasks: vec![vec![], vec![], vec![ignore]],
+        }
+        .describe();
+        assert!(!text.contains("t1"), "{text}");
+        assert!(text.contains("main: (no operations"), "{text}");
+    }
+
+    #[test]
     fn shrink_candidates_are_smaller_and_valid() {
         let p = Program::generate(3, Fit::Any);
         for c in p.shrink_candidates() {

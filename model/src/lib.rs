@@ -111,7 +111,8 @@ pub enum Op {
     ServerClose,
     /// The server drops the newest connection abruptly.
     ServerDisconnect,
-    /// `StreamManager::stop` (programs with a manager).
+    /// `StreamManager::stop` (programs with a manager), then its promise
+    /// without a `wait()`: the managed stream the client holds ends.
     ManagerStop,
     /// `StreamManager::wait` (stops it too, then drains).
     ManagerWait,
@@ -239,6 +240,8 @@ impl Program {
 
     /// Smaller programs, for shrinking by deletion: without one of the
     /// other tasks, then without one operation, then without the manager.
+    /// A task other than main left without operations is deleted too (it
+    /// would only add a thread that does nothing); each candidate once.
     pub fn shrink_candidates(&self) -> Vec<Program> {
         let mut out = Vec::new();
         for t in (1..self.tasks.len()).rev() {
@@ -256,8 +259,25 @@ impl Program {
             p.manager = false;
             out.push(p);
         }
-        out.retain(Program::valid);
-        out
+        let mut seen = std::collections::HashSet::new();
+        out.into_iter()
+            .map(Program::without_empty_tasks)
+            .filter(|p| p != self && p.valid() && seen.insert(p.clone()))
+            .collect()
+    }
+
+    /// The same program without its empty tasks other than main (task 0
+    /// runs the epilogue, so it stays, empty or not).
+    pub fn without_empty_tasks(mut self) -> Program {
+        let mut t = 1;
+        while t < self.tasks.len() {
+            if self.tasks[t].is_empty() {
+                self.tasks.remove(t);
+            } else {
+                t += 1;
+            }
+        }
+        self
     }
 
     /// The same program with every panicking handler ignoring its events
@@ -287,8 +307,16 @@ impl Program {
             out.push_str("  (main starts a StreamManager first)\n");
         }
         for (t, ops) in self.tasks.iter().enumerate() {
+            if t > 0 && ops.is_empty() {
+                continue; // a thread that does nothing
+            }
             let ops: Vec<String> = ops.iter().map(|op| op.label()).collect();
-            out.push_str(&format!("  {}: {}\n", task_name(t), ops.join(", ")));
+            let ops = if ops.is_empty() {
+                "(no operations: only the epilogue)".to_owned()
+            } else {
+                ops.join(", ")
+            };
+            out.push_str(&format!("  {}: {ops}\n", task_name(t)));
         }
         out
     }

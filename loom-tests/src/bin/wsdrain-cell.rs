@@ -85,6 +85,10 @@ enum Command {
         /// of the generated programs.
         #[arg(long)]
         program_file: Option<PathBuf>,
+        /// Report a failure as found, without shrinking it (the candidates
+        /// a loom shrink explores).
+        #[arg(long)]
+        no_shrink: bool,
     },
     /// Replay a generated program's counterexample: its program file and
     /// its artifact (loom replay file or shuttle schedule).
@@ -250,6 +254,7 @@ fn run(command: Command) -> Result<(), String> {
             max_seconds,
             no_trace,
             program_file,
+            no_shrink,
         } => {
             let bugs =
                 cell::parse_variant(&variant).ok_or(format!("unknown variant {variant:?}"))?;
@@ -269,6 +274,7 @@ fn run(command: Command) -> Result<(), String> {
                 bound,
                 max: Duration::from_secs(max_seconds),
                 program,
+                shrink: !no_shrink,
             };
             let result = wsdrain_loom_tests::generated::run(bugs, budget);
             cell::write_once(&result);
