@@ -61,18 +61,10 @@ impl StreamEnd {
 #[derive(Debug)]
 pub(crate) struct StreamInner {
     pub(crate) id: u64,
-    /// Shutdown requested: what `done()` reports and what both tasks check.
-    /// It wakes `done()`'s waiters and a writer inside a write, not the
-    /// reader (see `stop_reading`).
+    /// Shutdown requested: wakes the reader; what `done()` reports.
     closed: CloseSignal,
     /// Input for the writer task; closing it wakes the writer.
     input: Queue<Envelope>,
-    /// The close chain's last link: the writer closes it as it exits, and
-    /// only then is a reader parked in a read woken. `close()` wakes one
-    /// task (the writer), which hands over to the reader, whose exit
-    /// releases the closer: all on one worker, where waking both tasks from
-    /// `close()` made tokio wake the second worker (a futex call, ~33 us).
-    stop_reading: CloseSignal,
     /// The reader and the writer, as in Go's per-stream `wg`.
     pub(crate) wg: WaitGroup,
     /// Which task is the reader (for `Client::close` from a handler): set
@@ -91,7 +83,6 @@ impl StreamInner {
             id,
             closed: CloseSignal::new(),
             input: Queue::new(capacity),
-            stop_reading: CloseSignal::new(),
             wg: WaitGroup::named(crate::sync::trace::name(|| format!("stream#{id}.wg"))),
             reader_task: SetOnce::new(),
             reader_released: AtomicBool::new(false),
@@ -99,12 +90,10 @@ impl StreamInner {
         }
     }
 
-    /// Request shutdown of both tasks: set the close signal, and close the
-    /// input queue, which wakes the writer; the writer stops the reader as
-    /// it exits (`stop_reading`). A reader running a handler sees the signal
-    /// before its next read. Idempotent.
+    /// Request shutdown of both tasks: the reader through the close signal,
+    /// the writer through its input queue. Idempotent.
     pub(crate) fn close(&self) {
-        self.mark_closed();
+        self.close_connection();
         let discarded = self.input.close();
         if discarded > 0 {
             tracing::debug!(
@@ -115,18 +104,12 @@ impl StreamInner {
         }
     }
 
-    fn mark_closed(&self) {
+    /// Close only the connection side (wakes the reader, fires `done`).
+    /// On its own this is bug H7: the writer is not woken.
+    pub(crate) fn close_connection(&self) {
         if self.closed.close() {
             tracing::debug!(stream = self.id, "workspace stream closing");
         }
-    }
-
-    /// Close only the connection side: fire `done` and stop the reader
-    /// directly, as closing a Go conn does. On its own this is bug H7: the
-    /// writer is not woken.
-    pub(crate) fn close_connection(&self) {
-        self.mark_closed();
-        self.stop_reading.close();
     }
 
     /// Close the way the configured client does (H7 closes the connection only).
@@ -364,34 +347,22 @@ async fn read_loop<R: FrameReader, H: Handler>(
     reader: &mut R,
     handler: &mut H,
 ) -> StreamEnd {
-    // Not the close signal: the writer stops the reader as it exits.
-    let mut stop = pin!(stream.stop_reading.closed());
+    let mut closed = pin!(stream.closed.closed());
     loop {
         // Checked before every read: a handler may have closed the stream.
         if stream.closed.is_closed() {
             return StreamEnd::Closed;
         }
-        // The read first; the stop only while the read is pending (and then,
-        // once registered, for the price of an atomic load).
+        // The read first; the close signal only while the read is pending
+        // (and then, once registered, for the price of an atomic load).
         let mut recv = pin!(reader.recv());
-        let mut waited = false;
         let next = poll_fn(|cx| match recv.as_mut().poll(cx) {
             Poll::Ready(frame) => Poll::Ready(Some(frame)),
-            Poll::Pending => {
-                waited = true;
-                stop.as_mut().poll(cx).map(|()| None)
-            }
+            Poll::Pending => closed.as_mut().poll(cx).map(|()| None),
         });
         let Some(frame) = next.await else {
             return StreamEnd::Closed;
         };
-        // A frame that arrived while the reader was parked may come after a
-        // close, which no longer wakes the reader at once (the writer sends
-        // its Close frame first): do not hand it to the handler. A frame
-        // ready without a wait was checked for just above.
-        if waited && stream.closed.is_closed() {
-            return StreamEnd::Closed;
-        }
         let event = match frame {
             Ok(Received::Frame(Frame::Text(text))) => match Envelope::decode(text.as_str()) {
                 Ok(envelope) => Event::Message(envelope),
@@ -458,33 +429,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(a panic payload that is not a string)".to_owned())
 }
 
-/// The writer's exit, however it ends: stop the reader, the close chain's
-/// last link (`StreamInner::stop_reading`), after the Close frame went out.
-/// A writer that ended without a close (it unwound, or its task was
-/// dropped) closes the stream first, so that `done()` fires and the reader
-/// does not report a close this side never asked for.
-struct WriterExit<'a> {
-    stream: &'a StreamInner,
-    /// The loop ended the normal way: the stream was closed.
-    closed: bool,
-}
-
-impl Drop for WriterExit<'_> {
-    fn drop(&mut self) {
-        if !self.closed {
-            let cause = Error::Transport("the writer task unwound or was dropped".into());
-            self.stream.finish(StreamEnd::Failed(PlainArc::new(cause)));
-            self.stream.close();
-        }
-        self.stream.stop_reading.close();
-    }
-}
-
 async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
-    let mut exit = WriterExit {
-        stream,
-        closed: false,
-    };
     let mut batch = Vec::new();
     // Created once: re-polled only while a write is pending.
     let mut closed = pin!(stream.closed.closed());
@@ -553,11 +498,7 @@ async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
             }
         }
     }
-    // Every way out of the loop follows a close (the queue's, the signal's,
-    // or the one after a failed write).
-    exit.closed = true;
     // Bounded by `close_timeout` in the real transport, even if still stuck.
-    // The reader is stopped after it (`exit`'s drop).
     writer.close().await;
 }
 
