@@ -597,10 +597,10 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn an_abandoned_write_logs_every_message_it_took() {
         #[derive(Clone, Default)]
-        struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+        struct Logs(Arc<crate::sync::Mutex<Vec<u8>>>);
         impl std::io::Write for Logs {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
+                self.0.lock().extend_from_slice(buf);
                 Ok(buf.len())
             }
             fn flush(&mut self) -> std::io::Result<()> {
@@ -636,7 +636,7 @@ mod tests {
         }
         stream.close();
         writer.await.unwrap();
-        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let logs = String::from_utf8(logs.0.lock().clone()).unwrap();
         let line = logs
             .lines()
             .find(|line| line.contains("write abandoned"))
