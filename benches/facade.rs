@@ -9,6 +9,13 @@
 //! - `spawn`: `wsdrain::sync::spawn` vs `tokio::spawn` (a batch of 256 tasks,
 //!   spawned and run to completion).
 //!
+//! - `queue hand-off`: not a facade-to-direct pair but the send path's
+//!   hand-off between the sending task and the stream's writer: 1,000 items
+//!   through the facade's `Queue` (capacity 64, taken up to 64 at a time
+//!   with `recv_many`, as the writer does) against tokio's `mpsc` (same
+//!   capacity, `recv_many`), with both tasks on one thread, on two threads
+//!   (every hand-off crosses cores), and on the client's 2-worker runtime.
+//!
 //! Not measured: the atomics. In the real build `wsdrain::sync::atomic::*`
 //! *are* std's types (a `pub use`), so a ratio could only print 1.00.
 //!
@@ -88,6 +95,132 @@ fn spawn_batches(rt: &tokio::runtime::Runtime, iters: u64, facade: bool) -> Dura
     })
 }
 
+/// Items per hand-off op.
+const HANDOFF: u64 = 1000;
+/// The stream input queue's default capacity, and the writer's batch.
+const QUEUE: usize = 64;
+
+#[derive(Clone, Copy)]
+enum Place {
+    /// Both tasks on one current-thread runtime.
+    OneThread,
+    /// Producer and consumer each on its own thread and runtime.
+    TwoThreads,
+    /// Both spawned on the client's 2-worker runtime.
+    Workers,
+}
+
+/// One side of a channel: the facade's `Queue` or tokio's `mpsc`.
+enum Chan {
+    Facade(std::sync::Arc<wsdrain::sync::Queue<u64>>),
+    Tokio(
+        tokio::sync::mpsc::Sender<u64>,
+        Option<tokio::sync::mpsc::Receiver<u64>>,
+    ),
+}
+
+impl Chan {
+    fn new(facade: bool) -> Self {
+        if facade {
+            Chan::Facade(std::sync::Arc::new(wsdrain::sync::Queue::new(QUEUE)))
+        } else {
+            let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+            Chan::Tokio(tx, Some(rx))
+        }
+    }
+
+    /// The consumer: takes `n` items, up to `QUEUE` at a time.
+    fn consumer(&mut self, n: u64) -> impl std::future::Future<Output = Instant> + Send + 'static {
+        let (queue, rx) = match self {
+            Chan::Facade(q) => (Some(q.clone()), None),
+            Chan::Tokio(_, rx) => (None, rx.take()),
+        };
+        async move {
+            let mut buf = Vec::with_capacity(QUEUE);
+            let mut got = 0;
+            let mut rx = rx;
+            while got < n {
+                buf.clear();
+                got += match (&queue, &mut rx) {
+                    (Some(q), _) => q.recv_many(&mut buf, QUEUE).await,
+                    (None, Some(rx)) => rx.recv_many(&mut buf, QUEUE).await,
+                    (None, None) => unreachable!(),
+                } as u64;
+                black_box(&buf);
+            }
+            Instant::now()
+        }
+    }
+
+    /// The producer: sends `n` items, waiting for room.
+    fn producer(&self, n: u64) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (queue, tx) = match self {
+            Chan::Facade(q) => (Some(q.clone()), None),
+            Chan::Tokio(tx, _) => (None, Some(tx.clone())),
+        };
+        async move {
+            for i in 0..n {
+                match (&queue, &tx) {
+                    (Some(q), _) => q.send(i).await.unwrap(),
+                    (None, Some(tx)) => tx.send(i).await.unwrap(),
+                    (None, None) => unreachable!(),
+                }
+            }
+        }
+    }
+}
+
+/// `iters` ops of `HANDOFF` items from a producer task to a consumer task.
+fn queue_handoff(rt: &tokio::runtime::Runtime, place: Place, facade: bool, iters: u64) -> Duration {
+    let n = iters * HANDOFF;
+    let mut chan = Chan::new(facade);
+    let consumer = chan.consumer(n);
+    let producer = chan.producer(n);
+    match place {
+        Place::OneThread => {
+            let local = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            local.block_on(async move {
+                let consumer = tokio::spawn(consumer);
+                let start = Instant::now();
+                producer.await;
+                consumer.await.unwrap() - start
+            })
+        }
+        Place::TwoThreads => {
+            let ready = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let thread = std::thread::spawn({
+                let ready = ready.clone();
+                move || {
+                    let local = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    local.block_on(async move {
+                        ready.wait();
+                        consumer.await
+                    })
+                }
+            });
+            let local = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            ready.wait();
+            let start = Instant::now();
+            local.block_on(producer);
+            thread.join().unwrap() - start
+        }
+        Place::Workers => rt
+            .block_on(rt.spawn(async move {
+                let consumer = tokio::spawn(consumer);
+                let start = Instant::now();
+                producer.await;
+                consumer.await.unwrap() - start
+            }))
+            .unwrap(),
+    }
+}
+
 fn main() {
     let mut c: Criterion = support::criterion(Duration::from_secs(2), 30);
     let rt = support::client_runtime();
@@ -149,4 +282,34 @@ fn main() {
         ],
     );
     m.print_ratio("facade", 0, "tokio", 1);
+    let m = interleaved(
+        "facade/queue hand-off (per item, 1,000 items per op, capacity 64, recv_many 64)",
+        size(20, 1),
+        rounds,
+        &mut [
+            Alt::new("Queue one thread", |n| {
+                queue_handoff(&rt, Place::OneThread, true, n) / HANDOFF as u32
+            }),
+            Alt::new("Queue two threads", |n| {
+                queue_handoff(&rt, Place::TwoThreads, true, n) / HANDOFF as u32
+            }),
+            Alt::new("Queue 2 workers", |n| {
+                queue_handoff(&rt, Place::Workers, true, n) / HANDOFF as u32
+            }),
+            Alt::new("mpsc one thread", |n| {
+                queue_handoff(&rt, Place::OneThread, false, n) / HANDOFF as u32
+            }),
+            Alt::new("mpsc two threads", |n| {
+                queue_handoff(&rt, Place::TwoThreads, false, n) / HANDOFF as u32
+            }),
+            Alt::new("mpsc 2 workers", |n| {
+                queue_handoff(&rt, Place::Workers, false, n) / HANDOFF as u32
+            }),
+        ],
+    );
+    m.print_ratio("Queue two threads", 1, "Queue one thread", 0);
+    m.print_ratio("Queue 2 workers", 2, "Queue one thread", 0);
+    m.print_ratio("Queue one thread", 0, "mpsc one thread", 3);
+    m.print_ratio("Queue two threads", 1, "mpsc two threads", 4);
+    m.print_ratio("Queue 2 workers", 2, "mpsc 2 workers", 5);
 }

@@ -10,9 +10,9 @@
 //!
 //! Alternatives:
 //! - `wsdrain`: `write_shell_input` (queues; the stream's writer task encodes
-//!   and sends, one flush per message);
-//! - `plain_send`: `SinkExt::send` per message (one flush per message, like
-//!   the client's writer), directly from the calling task;
+//!   and sends: it takes everything queued and flushes once per burst);
+//! - `plain_send`: `SinkExt::send` per message (one flush per message),
+//!   directly from the calling task;
 //! - `plain_batched` (throughput only): `feed` each message, one `flush` at
 //!   the end of the batch: the headroom a batching writer would have.
 //!

@@ -434,7 +434,9 @@ async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
     // Created once: re-polled only while a write is pending.
     let mut closed = pin!(stream.closed.closed());
     while stream.input.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        let taken = batch.len();
+        // Every message taken out of the queue for this write, over all its
+        // batches: what a close abandons is all of them (none was flushed).
+        let mut taken = batch.len();
         let write = async {
             // In order; one flush for the lot (one write to the socket
             // instead of one per message). A feed that does not wait still
@@ -458,9 +460,11 @@ async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
                     break;
                 }
                 yield_now().await;
-                if stream.input.try_recv_many(&mut batch, WRITE_BATCH) == 0 {
+                let more = stream.input.try_recv_many(&mut batch, WRITE_BATCH);
+                if more == 0 {
                     break;
                 }
+                taken += more;
                 batches += 1;
             }
             writer.flush().await.map(|()| true)
@@ -472,18 +476,22 @@ async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
         // unblocks a pending write). The abandoned messages were only queued,
         // never delivered, like the queued input `close` discards. If the
         // write is ready at once the close signal is not even polled.
-        match select(pin!(write), closed.as_mut()).await {
-            Either::Left((Ok(true), _)) => {}
-            Either::Left((Err(error), _)) => {
+        let written = match select(pin!(write), closed.as_mut()).await {
+            Either::Left((result, _)) => Some(result),
+            Either::Right(((), _)) => None,
+        };
+        match written {
+            Some(Ok(true)) => {}
+            Some(Err(error)) => {
                 tracing::debug!(stream = stream.id, %error, "workspace stream write failed");
                 stream.finish(StreamEnd::Failed(PlainArc::new(error)));
                 stream.close();
                 break;
             }
-            Either::Left((Ok(false), _)) | Either::Right(((), _)) => {
+            Some(Ok(false)) | None => {
                 tracing::debug!(
                     stream = stream.id,
-                    batch = taken,
+                    abandoned = taken,
                     "write abandoned: stream closed"
                 );
                 break;
@@ -609,5 +617,79 @@ mod tests {
             flushes >= 3,
             "{flushes} flush(es) for {total} messages that never let the queue run dry"
         );
+    }
+
+    /// A writer that takes `ok` messages, then waits forever (a peer that
+    /// stopped reading).
+    struct StuckAfter(usize);
+
+    impl FrameWriter for StuckAfter {
+        async fn feed(&mut self, _text: String) -> Result<()> {
+            if self.0 == 0 {
+                std::future::pending::<()>().await;
+            }
+            self.0 -= 1;
+            Ok(())
+        }
+
+        async fn flush(&mut self) -> Result<()> {
+            Ok(())
+        }
+
+        async fn close(self) {}
+    }
+
+    /// The debug log of a write abandoned at close counts every message the
+    /// write took from the queue, over all its batches: it said 64 (the
+    /// first batch) for a write of two.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_abandoned_write_logs_every_message_it_took() {
+        #[derive(Clone, Default)]
+        struct Logs(Arc<crate::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Logs {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer({
+                let logs = logs.clone();
+                move || logs.clone()
+            })
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        // 200 queued before the writer starts: it takes a full batch of
+        // 64, feeds it, takes the next 64 and gets stuck on the 100th.
+        let stream = Arc::new(StreamInner::new(1, 1024));
+        for i in 0..200 {
+            let message = Message::ShellInput {
+                data: i.to_string(),
+            };
+            stream.input.try_send(Envelope::new(message)).unwrap();
+        }
+        let writer = tokio::spawn({
+            let stream = stream.clone();
+            async move { run_writer(&stream, StuckAfter(99)).await }
+        });
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        stream.close();
+        writer.await.unwrap();
+        let logs = String::from_utf8(logs.0.lock().clone()).unwrap();
+        let line = logs
+            .lines()
+            .find(|line| line.contains("write abandoned"))
+            .unwrap_or_else(|| panic!("no abandoned write in the logs:\n{logs}"));
+        assert!(line.contains("abandoned=128"), "{line}");
+        assert!(logs.contains("discarded=72"), "{logs}");
     }
 }
