@@ -208,17 +208,7 @@ pub(crate) fn s11(bugs: Bugs) {
     let newest = transport.connections().pop().expect("a managed connection");
     newest.send_text("trigger: not a protocol message");
     block_on(waited.closed());
-    block_on(manager.wait());
-    assert_drained(&client, "StreamManager::wait()");
-    if manager.live_tasks() > 0 {
-        violated(
-            Oracle::DrainBarrier,
-            "StreamManager::wait() returned with manager tasks alive",
-        );
-    }
-    drop(slot.lock().unwrap().take());
-    drop(manager);
-    end_checks(&transport);
+    wait_and_drain(&client, manager, &slot, &transport);
 }
 
 /// S11 under loom: the managed stream's first event (the server's
@@ -257,8 +247,19 @@ fn s11_loom(bugs: Bugs) {
     let manager = StreamManager::start(client.clone(), make, ManagerConfig::default());
     *slot.lock().unwrap() = Some(manager.clone());
     ready.close();
+    wait_and_drain(&client, manager, &slot, &transport);
+}
+
+/// The end of S11 (both forms): main's `StreamManager::wait()` must drain
+/// the client and the manager; then the handler's copy of the manager goes.
+fn wait_and_drain(
+    client: &wsdrain::Client<MemoryTransport>,
+    manager: StreamManager,
+    slot: &Mutex<Option<StreamManager>>,
+    transport: &MemoryTransport,
+) {
     block_on(manager.wait());
-    assert_drained(&client, "StreamManager::wait()");
+    assert_drained(client, "StreamManager::wait()");
     if manager.live_tasks() > 0 {
         violated(
             Oracle::DrainBarrier,
@@ -267,5 +268,5 @@ fn s11_loom(bugs: Bugs) {
     }
     drop(slot.lock().unwrap().take());
     drop(manager);
-    end_checks(&transport);
+    end_checks(transport);
 }
