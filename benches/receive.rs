@@ -15,6 +15,17 @@
 //! - `plain_split`: tokio-tungstenite, split into sink and stream, the read
 //!   loop on its own task (the shape a user needs for a two-way stream),
 //!   `Envelope::decode` per frame, signals the N-th message.
+//! - `plain_tasks`: `plain_split` with the request sent by a writer task of
+//!   its own (fed by a channel, encoding there), as wsdrain's request is:
+//!   the same two tasks on the client's runtime. With the request sent from
+//!   outside the runtime (`plain_split`) the reader is the runtime's only
+//!   task and stays on one worker; with a writer task (wsdrain) the writer
+//!   wakes on the other worker and the reader's wake-up follows it, so the
+//!   reader runs on both (perf, 2026-12-02: 3,780 and 1,445 samples on the
+//!   two workers for wsdrain, 2,138 and 1,763 for `plain_tasks`, 4,879 and
+//!   5 for `plain_split`). So far `plain_tasks` has not measured slower
+//!   than `plain_split`: this is not what the small-message gap is made of
+//!   (docs/performance.md, section 3).
 //! - `plain_inline`: tokio-tungstenite unsplit, request and read loop inline
 //!   on one task: the leanest possible reader.
 //!
@@ -171,6 +182,62 @@ async fn read_loop(
     }
 }
 
+struct PlainTasks {
+    requests: mpsc::UnboundedSender<Envelope>,
+    bursts: mpsc::UnboundedReceiver<()>,
+    reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl PlainTasks {
+    fn connect(rt: &Runtime, server: &BenchServer, count: usize) -> Self {
+        rt.block_on(async {
+            let (mut sink, stream) = dial(server).await.split();
+            let (tx, bursts) = mpsc::unbounded_channel();
+            let reader = tokio::spawn(read_loop(stream, tx, count));
+            let (requests, mut input) = mpsc::unbounded_channel::<Envelope>();
+            let writer = tokio::spawn(async move {
+                while let Some(envelope) = input.recv().await {
+                    if sink
+                        .send(WsMessage::Text(envelope.encode().into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                let _ = sink.close().await;
+            });
+            Self {
+                requests,
+                bursts,
+                reader,
+                writer,
+            }
+        })
+    }
+
+    fn run(&mut self, rt: &Runtime, iters: u64) -> Duration {
+        rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let go = wsdrain::protocol::Message::ShellInput { data: "go".into() };
+                self.requests.send(Envelope::new(go)).unwrap();
+                self.bursts.recv().await.unwrap();
+            }
+            start.elapsed()
+        })
+    }
+
+    fn close(self, rt: &Runtime) {
+        drop(self.requests);
+        rt.block_on(async {
+            let _ = self.writer.await;
+            let _ = self.reader.await;
+        });
+    }
+}
+
 struct PlainInline {
     socket: Option<Socket>,
     count: usize,
@@ -250,6 +317,7 @@ fn main() {
         });
         let mut wsdrain = Wsdrain::connect(&rt, &server, case.count);
         let mut split = PlainSplit::connect(&rt, &server, case.count);
+        let mut tasks = PlainTasks::connect(&rt, &server, case.count);
         let mut inline = PlainInline::connect(&rt, &server, case.count);
 
         let mut g = c.benchmark_group(format!("receive/{}", case.name));
@@ -260,6 +328,9 @@ fn main() {
         });
         g.bench_function(BenchmarkId::new("plain_split", &param), |b| {
             b.iter_custom(|n| split.run(&rt, n))
+        });
+        g.bench_function(BenchmarkId::new("plain_tasks", &param), |b| {
+            b.iter_custom(|n| tasks.run(&rt, n))
         });
         g.bench_function(BenchmarkId::new("plain_inline", &param), |b| {
             b.iter_custom(|n| inline.run(&rt, n))
@@ -279,12 +350,14 @@ fn main() {
                 Alt::new("wsdrain", |n| wsdrain.run(&rt, n)),
                 Alt::new("plain_split", |n| split.run(&rt, n)),
                 Alt::new("plain_inline", |n| inline.run(&rt, n)),
+                Alt::new("plain_tasks", |n| tasks.run(&rt, n)),
             ],
         );
         summary.push((case, m));
 
         wsdrain.close(&rt);
         split.close(&rt);
+        tasks.close(&rt);
         inline.close(&rt);
         drop(server);
     }
@@ -294,16 +367,19 @@ fn main() {
         let per_s = |i: usize| case.count as f64 / (m.median(i) / 1e9);
         let mb = |msgs: f64| msgs * case.frame.len() as f64 / 1e6;
         println!(
-            "[summary] receive/{}: wsdrain {:.0} msg/s ({:.1} MB/s), plain_split {:.0} msg/s ({:.1} MB/s), plain_inline {:.0} msg/s ({:.1} MB/s)",
+            "[summary] receive/{}: wsdrain {:.0} msg/s ({:.1} MB/s), plain_split {:.0} msg/s ({:.1} MB/s), plain_inline {:.0} msg/s ({:.1} MB/s), plain_tasks {:.0} msg/s ({:.1} MB/s)",
             case.name,
             per_s(0),
             mb(per_s(0)),
             per_s(1),
             mb(per_s(1)),
             per_s(2),
-            mb(per_s(2))
+            mb(per_s(2)),
+            per_s(3),
+            mb(per_s(3))
         );
         m.print_throughput_ratio(&format!("{}: wsdrain", case.name), 0, "plain_split", 1);
         m.print_throughput_ratio(&format!("{}: wsdrain", case.name), 0, "plain_inline", 2);
+        m.print_throughput_ratio(&format!("{}: wsdrain", case.name), 0, "plain_tasks", 3);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::future::{Future, poll_fn};
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::task::Poll;
 
 use futures_util::FutureExt;
@@ -342,12 +342,57 @@ impl<T> Drop for ReaderExit<'_, T> {
     }
 }
 
+/// The read loop, inside one `catch_unwind` for the whole loop rather than
+/// one per handler call (a `CatchUnwind` future per message, with the event
+/// moved into an async block for it, was about a quarter of the reader's own
+/// instructions per message: docs/performance.md, section 3). A panicking handler ends the stream
+/// `Failed(HandlerPanicked)`, like a broken connection: the cleanup runs,
+/// `wait()` says why, a manager reconnects. Only a panic raised while the
+/// handler runs (its call included: a closure handler may panic before it
+/// returns its future) is caught; any other panic unwinds on, as it did.
 async fn read_loop<R: FrameReader, H: Handler>(
     stream: &StreamInner,
     reader: &mut R,
     handler: &mut H,
 ) -> StreamEnd {
+    // Outside the caught future, so that a handler's panic drops nothing
+    // of the client's (the close signal's registration) while it unwinds:
+    // what unwinds is the handler's call and future, as before (and the
+    // read's finished future, whose drop does nothing).
     let mut closed = pin!(stream.closed.closed());
+    let mut in_handler = false;
+    // Unwind-safe to assert: after a handler panic nothing the loop left
+    // half-done is used again (the handler is never called again, the
+    // reader is dropped), and any other panic is resumed.
+    let caught = AssertUnwindSafe(read_frames(
+        stream,
+        reader,
+        handler,
+        closed.as_mut(),
+        &mut in_handler,
+    ))
+    .catch_unwind()
+    .await;
+    match caught {
+        Ok(end) => end,
+        Err(payload) if in_handler => {
+            let message = panic_message(&*payload);
+            tracing::error!(stream = stream.id, %message, "handler panicked; closing the stream");
+            StreamEnd::Failed(PlainArc::new(Error::HandlerPanicked { message }))
+        }
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
+}
+
+/// Reads, decodes and hands each frame to the handler until the stream
+/// ends; `in_handler` is set while the handler runs.
+async fn read_frames<R: FrameReader, H: Handler>(
+    stream: &StreamInner,
+    reader: &mut R,
+    handler: &mut H,
+    mut closed: Pin<&mut Closed<'_>>,
+    in_handler: &mut bool,
+) -> StreamEnd {
     loop {
         // Checked before every read: a handler may have closed the stream.
         if stream.closed.is_closed() {
@@ -396,20 +441,10 @@ async fn read_loop<R: FrameReader, H: Handler>(
             }
         };
         crate::trace_point!("handler called");
-        // A panicking handler ends the stream `Failed(HandlerPanicked)`, like
-        // a broken connection: the cleanup runs, `wait()` says why, a manager
-        // reconnects. Unwind-safe to assert: the handler is never called
-        // again, so nothing it left half-done is observed.
-        // The call itself is inside too: a closure handler may panic
-        // before it returns its future.
-        if let Err(payload) = AssertUnwindSafe(async { handler.handle(event).await })
-            .catch_unwind()
-            .await
-        {
-            let message = panic_message(&*payload);
-            tracing::error!(stream = stream.id, %message, "handler panicked; closing the stream");
-            return StreamEnd::Failed(PlainArc::new(Error::HandlerPanicked { message }));
-        }
+        // A panic from here to the reset is the handler's (`read_loop`).
+        *in_handler = true;
+        handler.handle(event).await;
+        *in_handler = false;
     }
 }
 
@@ -617,6 +652,60 @@ mod tests {
             flushes >= 3,
             "{flushes} flush(es) for {total} messages that never let the queue run dry"
         );
+    }
+
+    /// A reader that gives one `ping` frame, then panics.
+    struct PingThenPanic(bool);
+
+    impl FrameReader for PingThenPanic {
+        async fn recv(&mut self) -> Result<Received> {
+            if std::mem::replace(&mut self.0, true) {
+                panic!("reader bug");
+            }
+            let text = Envelope::new(Message::Ping).encode();
+            Ok(Received::Frame(Frame::Text(text.into())))
+        }
+    }
+
+    /// A handler's panic (in its call or in its future) ends the stream
+    /// `Failed(HandlerPanicked)` with the handler's message.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_handler_panic_ends_the_read_loop_failed() {
+        let stream = StreamInner::new(1, 4);
+        let mut in_call = |_: Event| -> std::future::Ready<()> { panic!("handler bug") };
+        let end = read_loop(&stream, &mut PingThenPanic(false), &mut in_call).await;
+        assert!(
+            matches!(&end, StreamEnd::Failed(e) if matches!(&**e, Error::HandlerPanicked { message } if message == "handler bug")),
+            "{end:?}"
+        );
+        let mut in_future = |_: Event| async { panic!("handler future bug") };
+        let end = read_loop(&stream, &mut PingThenPanic(false), &mut in_future).await;
+        assert!(
+            matches!(&end, StreamEnd::Failed(e) if matches!(&**e, Error::HandlerPanicked { message } if message == "handler future bug")),
+            "{end:?}"
+        );
+    }
+
+    /// A panic outside the handler is not taken for the handler's: it
+    /// unwinds on out of the read loop (the reader's exit guard reports it),
+    /// as it did when only the handler's call was inside `catch_unwind`.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reader_panic_unwinds_out_of_the_read_loop() {
+        let stream = StreamInner::new(1, 4);
+        let handled = Arc::new(crate::sync::Mutex::new(0));
+        let mut handler = {
+            let handled = handled.clone();
+            move |_: Event| {
+                *handled.lock() += 1;
+                std::future::ready(())
+            }
+        };
+        let caught = AssertUnwindSafe(read_loop(&stream, &mut PingThenPanic(false), &mut handler))
+            .catch_unwind()
+            .await;
+        let payload = caught.expect_err("the reader's panic must unwind out of read_loop");
+        assert_eq!(panic_message(&*payload), "reader bug");
+        assert_eq!(*handled.lock(), 1, "the frame before the panic was handled");
     }
 
     /// A writer that takes `ok` messages, then waits forever (a peer that

@@ -1,5 +1,8 @@
 //! The real transport: WebSocket over TCP with tokio-tungstenite.
 
+use std::future::Future;
+use std::task::{Context, Poll};
+
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -143,9 +146,22 @@ fn dial_error(target: &Target, error: WsError) -> Error {
 }
 
 impl FrameReader for WsReader {
-    async fn recv(&mut self) -> Result<Received> {
+    /// A `poll_fn` over [`WsReader::poll_recv`] rather than an `async fn`:
+    /// the reader makes one of these per frame, and the async fn's state
+    /// machine cost more than the poll it wraps (docs/performance.md,
+    /// section 3). Cancel-safe: nothing is held between polls.
+    fn recv(&mut self) -> impl Future<Output = Result<Received>> + Send {
+        std::future::poll_fn(move |cx| self.poll_recv(cx))
+    }
+}
+
+impl WsReader {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Received>> {
         loop {
-            return match self.stream.next().await {
+            let Poll::Ready(next) = self.stream.poll_next_unpin(cx) else {
+                return Poll::Pending;
+            };
+            return Poll::Ready(match next {
                 Some(Ok(Message::Text(text))) => Ok(Received::Frame(Frame::Text(text))),
                 Some(Ok(Message::Binary(bytes))) => Ok(Received::Frame(Frame::Binary(bytes.len()))),
                 // tungstenite answers pings itself; count them.
@@ -183,12 +199,10 @@ impl FrameReader for WsReader {
                     })
                 }
                 Some(Err(e)) => Err(Error::Transport(e.to_string())),
-            };
+            });
         }
     }
-}
 
-impl WsReader {
     /// Count one ping; fail once the server sends more than
     /// [`PING_FLOOD_LIMIT`] within [`PING_FLOOD_WINDOW`].
     fn count_ping(&mut self) -> Result<()> {
