@@ -4,7 +4,10 @@
 //! silently drops a fault, a server close or its connection bookkeeping
 //! leaves every scenario passing while it tests less. (Found by the
 //! mutation run: each of these survived every scenario and the generated
-//! programs.) Small models: main and the stream's reader and writer.
+//! programs.) Small models: main, the stream's reader and writer, at most
+//! one thread more; each case of a test is a model of its own (loom counts
+//! every thread an execution starts against its five). loom at bound 1:
+//! the 15 tests in about 25 s.
 #![cfg(any(wsdrain_loom, wsdrain_shuttle))]
 
 use wsdrain::protocol::Message;
@@ -149,8 +152,8 @@ fn a_server_with_a_token_refuses_a_dial_without_it() {
 /// told not to send it (most scenarios, to keep their state space small).
 #[test]
 fn connected_comes_first_unless_switched_off() {
-    model(|| {
-        for send_connected in [true, false] {
+    for send_connected in [true, false] {
+        model(move || {
             let transport = MemoryTransport::new()
                 .with_sink_server()
                 .with_connected_message(send_connected);
@@ -171,16 +174,16 @@ fn connected_comes_first_unless_switched_off() {
                 "with_connected_message({send_connected})"
             );
             block_on(client.close());
-        }
-    });
+        });
+    }
 }
 
 /// `with_sink_server`: what the client writes is discarded and `recv()`
 /// says so at once; a reading server gets the client's input.
 #[test]
 fn a_sink_server_discards_what_a_reading_server_gets() {
-    model(|| {
-        for sink in [true, false] {
+    for sink in [true, false] {
+        model(move || {
             let transport = if sink {
                 reading().with_sink_server()
             } else {
@@ -217,8 +220,8 @@ fn a_sink_server_discards_what_a_reading_server_gets() {
             block_on(client.close());
             let end = block_on(stream.wait());
             assert!(matches!(end, StreamEnd::Closed), "sink {sink}: {end:?}");
-        }
-    });
+        });
+    }
 }
 
 /// A dropped connection refuses the client's sends, a sink server's too:
@@ -226,8 +229,8 @@ fn a_sink_server_discards_what_a_reading_server_gets() {
 /// writer's failed send alone ends the stream.
 #[test]
 fn a_dropped_connection_fails_the_clients_send() {
-    model(|| {
-        for sink in [true, false] {
+    for sink in [true, false] {
+        model(move || {
             let transport = if sink {
                 reading().with_sink_server()
             } else {
@@ -247,8 +250,8 @@ fn a_dropped_connection_fails_the_clients_send() {
             let end = block_on(stream.wait());
             assert!(failed_in_transport(&end), "sink {sink}: {end:?}");
             block_on(client.close());
-        }
-    });
+        });
+    }
 }
 
 /// `with_capacity` and `with_close_answer`: the handler holds the reader
@@ -258,8 +261,8 @@ fn a_dropped_connection_fails_the_clients_send() {
 /// frame: its next send is refused. One that does not answer has room.
 #[test]
 fn the_close_answer_waits_in_the_servers_queue() {
-    model(|| {
-        for answers in [true, false] {
+    for answers in [true, false] {
+        model(move || {
             let transport = reading().with_capacity(1);
             let transport = if answers {
                 transport.with_close_answer()
@@ -283,8 +286,8 @@ fn the_close_answer_waits_in_the_servers_queue() {
             go.close();
             block_on(client.close());
             assert!(matches!(block_on(stream.wait()), StreamEnd::Closed));
-        }
-    });
+        });
+    }
 }
 
 /// `with_capacity`: a server's sends are refused, never blocked, once the
@@ -339,8 +342,8 @@ fn connections_are_counted_open_and_numbered_in_accept_order() {
 /// client's reader is gone, the server's sends are refused.
 #[test]
 fn the_servers_frames_and_ends_reach_the_client() {
-    model(|| {
-        for end in 0..3 {
+    for end in 0..3 {
+        model(move || {
             let transport = reading().with_sink_server();
             let client = client(&transport);
             let events = Arc::new(Queue::new(4));
@@ -386,8 +389,8 @@ fn the_servers_frames_and_ends_reach_the_client() {
             block_on(client.close());
             assert!(!conn.send_text("late"), "a send after the reader is gone");
             assert!(!conn.close(), "a close after the reader is gone");
-        }
-    });
+        });
+    }
 }
 
 /// `Fault::DialError` refuses the next dial; `Fault::DialHang` holds it
