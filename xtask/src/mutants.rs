@@ -4,15 +4,16 @@
 //! --list --json --diff`); each one is applied to the worktree in place,
 //! the shuttle (or loom) cell runner is rebuilt, and the model suites judge
 //! it: the fixed-client cells of every scenario, then the generated
-//! explorer's fixed-client job, then (`--facade`) the facade's model suite;
-//! never the catalog's bug cells. A mutant is *killed* when a cell fails
+//! explorer's fixed-client job, then (`--facade`) the facade's model suite
+//! and the in-memory transport's; never the catalog's bug cells. A mutant is *killed* when a cell fails
 //! (an oracle fires, a deadlock, an unexpected panic), gives no result (an
 //! abort) or runs past its time limit (a hang); otherwise it *survives*.
 //! The patch is reverted after every mutant, also when a step fails.
 //!
 //! Two judges, from the same build of each mutant:
 //! - **after**: every scenario with every oracle (issue 10's included,
-//!   checked in S1-S8 too), the generated programs and the facade suite;
+//!   checked in S1-S8 too), the generated programs and the facade and
+//!   transport suites;
 //! - **before** (`--before`): S1-S8 as they were judged before issue 10 (the
 //!   probe's drain-barrier, no-orphan and identity, liveness, the
 //!   end-of-execution checks; S5's server a sink, S8's shuttle shape
@@ -85,7 +86,8 @@ pub struct MutantsArgs {
     /// Also judge with the harness as it was before issue 10.
     #[arg(long)]
     pub before: bool,
-    /// After the cells, run the facade's model suite on a survivor.
+    /// After the cells, run the facade's model suite and the in-memory
+    /// transport's on a survivor.
     #[arg(long)]
     pub facade: bool,
     /// Generated programs the fixed client must pass after the scenario
@@ -265,7 +267,7 @@ fn print_summary(tested: &[Tested]) {
         tested.len() - viable
     );
     println!(
-        "after  (every scenario and oracle, generated, facade): {killed}/{viable} killed ({:.0}%)",
+        "after  (every scenario and oracle, generated, facade, transport): {killed}/{viable} killed ({:.0}%)",
         100.0 * killed as f64 / viable.max(1) as f64
     );
     if tested.iter().any(|t| t.before.is_some()) {
@@ -556,16 +558,21 @@ fn judge(binary: &Path, args: &MutantsArgs, before: bool) -> Verdict {
     }
     // The facade's own model suite (loom-tests/tests/facade.rs) judges
     // what the scenarios cannot see: a waker moved between tasks, a wait
-    // dropped half-way. It came with this mutation run, so only "after".
+    // dropped half-way. The transport's (loom-tests/tests/memory_transport.rs)
+    // judges the harness's test double: a knob, a server action or a fault
+    // that silently does nothing leaves every scenario passing. They came
+    // with this mutation run, so only "after".
     if !before && args.facade {
-        cells += 1;
-        if let Some(by) = facade_kills(args) {
-            return Verdict {
-                outcome: "killed",
-                by: Some(by),
-                cells,
-                seconds: started.elapsed().as_secs_f64(),
-            };
+        for (suite, name) in [("facade", "facade"), ("memory_transport", "transport")] {
+            cells += 1;
+            if let Some(by) = suite_kills(args, suite, name) {
+                return Verdict {
+                    outcome: "killed",
+                    by: Some(by),
+                    cells,
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+            }
         }
     }
     Verdict {
@@ -576,8 +583,9 @@ fn judge(binary: &Path, args: &MutantsArgs, before: bool) -> Verdict {
     }
 }
 
-/// Run the facade suite on the mutant; `Some` if it fails or hangs.
-fn facade_kills(args: &MutantsArgs) -> Option<String> {
+/// Run the model suite `loom-tests/tests/{suite}.rs` on the mutant; `Some`
+/// if it fails or hangs.
+fn suite_kills(args: &MutantsArgs, suite: &str, name: &str) -> Option<String> {
     let root = workspace_root();
     let mut child = cargo_for(&root, args.checker)
         .args([
@@ -587,7 +595,7 @@ fn facade_kills(args: &MutantsArgs) -> Option<String> {
             "-p",
             "wsdrain-loom-tests",
             "--test",
-            "facade",
+            suite,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -598,11 +606,11 @@ fn facade_kills(args: &MutantsArgs) -> Option<String> {
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return None,
-            Ok(Some(_)) => return Some("facade suite (a test failed)".into()),
+            Ok(Some(_)) => return Some(format!("{name} suite (a test failed)")),
             Ok(None) if started.elapsed() > limit => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Some("facade suite (hang)".into());
+                return Some(format!("{name} suite (hang)"));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(100)),
             Err(_) => return None,
