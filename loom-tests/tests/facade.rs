@@ -520,3 +520,52 @@ fn a_receive_wakes_the_waker_of_its_latest_poll() {
         body.join().unwrap();
     });
 }
+
+/// `close_sending` closes a queue for senders only: what was queued is
+/// still received, in order, then `None`; a later send fails with its
+/// item. (The in-memory connection's write side: before it, a client that
+/// closed took back what it had written, so the input-honesty checks made
+/// after `Client::close()` saw nothing and could not fire.)
+#[test]
+fn close_sending_keeps_what_was_queued_for_the_receiver() {
+    model(|| {
+        let queue = Arc::new(Queue::new(2));
+        let sender = {
+            let queue = queue.clone();
+            model_thread(move || {
+                block_on(queue.send(1)).unwrap();
+                block_on(queue.send(2)).unwrap();
+                queue.close_sending();
+                assert_eq!(block_on(queue.send(3)), Err(SendError(3)));
+            })
+        };
+        let mut got = Vec::new();
+        while let Some(item) = block_on(queue.recv()) {
+            got.push(item);
+        }
+        assert_eq!(got, [1, 2], "every item sent before, in order, then None");
+        sender.join().unwrap();
+        assert_eq!(queue.close(), 0, "nothing left to discard");
+    });
+}
+
+/// After `close_sending`, `recv_many` still drains, and a `close` discards
+/// what the receiver has not taken; racing it, the receiver gets a prefix
+/// and `close` the rest, nothing lost or doubled.
+#[test]
+fn close_after_close_sending_discards_the_rest() {
+    model(|| {
+        let queue = Arc::new(Queue::with_items(4, [1, 2, 3]));
+        queue.close_sending();
+        let closer = {
+            let queue = queue.clone();
+            model_thread(move || queue.close())
+        };
+        let mut got = Vec::new();
+        let taken = block_on(queue.recv_many(&mut got, 2));
+        let discarded = closer.join().unwrap();
+        assert_eq!(got, [1, 2][..taken], "in order, from the front");
+        assert_eq!(taken + discarded, 3, "nothing lost or doubled");
+        assert_eq!(block_on(queue.recv()), None);
+    });
+}

@@ -14,9 +14,13 @@ use super::waiters::{Waiters, wake_all};
 ///
 /// - [`send`](Queue::send) waits while the queue is full (backpressure) and
 ///   fails with the item once the queue is closed: nothing is lost silently.
-/// - [`recv`](Queue::recv) yields items in order and `None` once closed.
+/// - [`recv`](Queue::recv) yields items in order and `None` once closed and
+///   empty.
 /// - [`close`](Queue::close) is idempotent; it wakes the receiver and every
 ///   blocked sender and returns how many queued items it discarded.
+/// - [`close_sending`](Queue::close_sending) closes it for senders only:
+///   the receiver still gets what was queued, then `None` (a connection's
+///   write side closing: what was written is not taken back).
 ///
 /// Share it behind an `Arc`.
 #[derive(Debug)]
@@ -101,7 +105,7 @@ impl<T> Queue<T> {
         Ok(())
     }
 
-    /// The next item, or `None` once the queue is closed. Single consumer:
+    /// The next item, or `None` once the queue is closed and empty. Single consumer:
     /// a second concurrent receiver would steal the first one's wake-ups.
     pub fn recv(&self) -> Recv<'_, T> {
         Recv { queue: self }
@@ -109,7 +113,7 @@ impl<T> Queue<T> {
 
     /// Wait for items, then move up to `limit` of them (at least 1) into
     /// `buf` in order, in one critical section; resolves to how many were
-    /// moved, or 0 once the queue is closed (like tokio's `recv_many`).
+    /// moved, or 0 once the queue is closed and empty (like tokio's `recv_many`).
     /// Single consumer, like [`recv`](Queue::recv).
     pub fn recv_many<'a>(&'a self, buf: &'a mut Vec<T>, limit: usize) -> RecvMany<'a, T> {
         RecvMany {
@@ -121,12 +125,9 @@ impl<T> Queue<T> {
 
     /// Move up to `limit` queued items (at least 1) into `buf` without
     /// waiting; returns how many were moved (0 if none is queued, or once
-    /// the queue is closed). Single consumer, like [`recv`](Queue::recv).
+    /// the queue is closed and empty). Single consumer, like [`recv`](Queue::recv).
     pub fn try_recv_many(&self, buf: &mut Vec<T>, limit: usize) -> usize {
         let mut state = self.state.lock();
-        if state.closed {
-            return 0;
-        }
         let (n, senders) = state.take_into(buf, limit.max(1));
         drop(state);
         wake_all(senders);
@@ -139,28 +140,43 @@ impl<T> Queue<T> {
     #[cfg_attr(any(wsdrain_loom, wsdrain_shuttle), track_caller)]
     pub fn close(&self) -> usize {
         crate::trace_point!("Queue::close");
-        self.close_inner()
+        self.shut(true).len()
     }
 
-    fn close_inner(&self) -> usize {
+    /// Close the queue for senders only: later sends fail and blocked
+    /// senders get their items back, as after [`close`](Queue::close), but
+    /// the receiver still gets every queued item, in order, before `None`.
+    /// A later `close` discards what is left.
+    #[cfg_attr(any(wsdrain_loom, wsdrain_shuttle), track_caller)]
+    pub fn close_sending(&self) {
+        crate::trace_point!("Queue::close");
+        self.shut(false);
+    }
+
+    /// Mark the queue closed (one critical section), waking the receiver
+    /// and every blocked sender the first time; with `discard`, take the
+    /// queued items out (returned, to be dropped outside the lock).
+    fn shut(&self, discard: bool) -> VecDeque<T> {
         let (discarded, receiver, senders) = {
             let mut state = self.state.lock();
+            let discarded = if discard {
+                std::mem::take(&mut state.items)
+            } else {
+                VecDeque::new()
+            };
             if state.closed {
-                return 0;
+                // Nobody is parked on a closed queue: nothing to wake.
+                return discarded;
             }
             state.closed = true;
-            (
-                std::mem::take(&mut state.items),
-                state.receiver.take(),
-                state.senders.take_all(),
-            )
+            (discarded, state.receiver.take(), state.senders.take_all())
         };
         // Wake and drop outside the lock.
         if let Some(waker) = receiver {
             waker.wake();
         }
         wake_all(senders);
-        discarded.len()
+        discarded
     }
 
     /// Whether [`close`](Queue::close) has run.
@@ -246,9 +262,8 @@ impl<T> Future for Recv<'_, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut state = self.queue.state.lock();
-        if state.closed {
-            return Poll::Ready(None);
-        }
+        // Items first: after `close` there are none, after `close_sending`
+        // they are still the receiver's.
         if let Some(item) = state.items.pop_front() {
             // One slot freed: wake one blocked sender.
             let sender = state.senders.take_one();
@@ -257,6 +272,9 @@ impl<T> Future for Recv<'_, T> {
                 waker.wake();
             }
             return Poll::Ready(Some(item));
+        }
+        if state.closed {
+            return Poll::Ready(None);
         }
         match &mut state.receiver {
             Some(parked) if parked.will_wake(cx.waker()) => {}
@@ -281,14 +299,15 @@ impl<T> Future for RecvMany<'_, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
         let this = self.get_mut();
         let mut state = this.queue.state.lock();
-        if state.closed {
-            return Poll::Ready(0);
-        }
+        // Items first, as in `Recv`.
         let (n, senders) = state.take_into(this.buf, this.limit);
         if n > 0 {
             drop(state);
             wake_all(senders);
             return Poll::Ready(n);
+        }
+        if state.closed {
+            return Poll::Ready(0);
         }
         match &mut state.receiver {
             Some(parked) if parked.will_wake(cx.waker()) => {}

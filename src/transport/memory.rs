@@ -414,13 +414,14 @@ impl ServerConn {
         self.conn.reset.store(true, SeqCst);
         self.conn.down.close();
         if let Some(up) = &self.conn.up {
-            up.close();
+            up.close_sending();
         }
         self.conn.stall.close();
     }
 
     /// The next text frame the client wrote, waiting for it; `None` once the
-    /// client closed its write side (at once for a sink server).
+    /// client closed its write side and every frame written before was
+    /// read (at once for a sink server).
     pub async fn recv(&self) -> Option<String> {
         match &self.conn.up {
             Some(up) => up.recv().await,
@@ -589,7 +590,9 @@ impl FrameWriter for MemoryWriter {
 impl Drop for MemoryWriter {
     fn drop(&mut self) {
         if let Some(up) = &self.conn.up {
-            up.close();
+            // The write side closes; what was written stays the server's
+            // to read (a disconnect discards it).
+            up.close_sending();
         }
         self.conn.client_halves.fetch_sub(1, SeqCst);
     }
