@@ -15,6 +15,15 @@
 //!   directly from the calling task;
 //! - `plain_batched` (throughput only): `feed` each message, one `flush` at
 //!   the end of the batch: the headroom a batching writer would have.
+//! - `plain_tasks` (throughput only): wsdrain's design built from tokio
+//!   parts: the sender queues an `Envelope` into a bounded `mpsc` of 64 (a
+//!   stream's default input queue); a writer task takes up to 64 with
+//!   `recv_many`, encodes and feeds each, and after a full batch yields and
+//!   takes more (up to 16 batches) before its one flush (`run_writer`
+//!   without the close signal). `plain_batched` has no hand-off to a
+//!   writer task at all; this one has the same hand-off as wsdrain, so
+//!   wsdrain/plain_tasks measures wsdrain's implementation of the design
+//!   (docs/performance.md, section 4).
 //!
 //! Every sender runs inside a task on the same 2-worker runtime, as
 //! application code would. Run: `cargo bench --bench send`.
@@ -60,6 +69,7 @@ enum How {
     Wsdrain,
     PlainSend,
     PlainBatched,
+    PlainTasks,
 }
 
 /// A sender and the receipts of the frames it sent, moved into a task for
@@ -67,6 +77,52 @@ enum How {
 enum Sender {
     Wsdrain(WorkspaceStream),
     Plain(SplitSink<Socket, WsMessage>),
+    Tasks(mpsc::Sender<Envelope>),
+}
+
+/// A shell input as `write_shell_input(data())` queues it.
+fn envelope() -> Envelope {
+    Envelope::new(Message::ShellInput {
+        data: data().to_owned(),
+    })
+}
+
+/// `plain_tasks`' writer task: `run_writer` (src/stream.rs) with tokio's
+/// parts and without the close signal.
+async fn plain_writer(mut sink: SplitSink<Socket, WsMessage>, mut input: mpsc::Receiver<Envelope>) {
+    let mut batch = Vec::with_capacity(64);
+    while input.recv_many(&mut batch, 64).await > 0 {
+        let mut batches = 1;
+        loop {
+            let full = batch.len() == 64;
+            for envelope in batch.drain(..) {
+                if sink
+                    .feed(WsMessage::Text(envelope.encode().into()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if !full || batches == 16 {
+                break;
+            }
+            tokio::task::yield_now().await;
+            while batch.len() < 64 {
+                match input.try_recv() {
+                    Ok(envelope) => batch.push(envelope),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            batches += 1;
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
 }
 
 struct Bench {
@@ -93,6 +149,7 @@ impl Bench {
                                 sink.feed(encoded()).await.unwrap()
                             }
                             (Sender::Plain(sink), _) => sink.send(encoded()).await.unwrap(),
+                            (Sender::Tasks(input), _) => input.send(envelope()).await.unwrap(),
                         }
                     }
                     if let (Sender::Plain(sink), How::PlainBatched) = (&mut sender, how) {
@@ -122,6 +179,7 @@ impl Bench {
                     match &mut sender {
                         Sender::Wsdrain(stream) => stream.write_shell_input(data()).await.unwrap(),
                         Sender::Plain(sink) => sink.send(encoded()).await.unwrap(),
+                        Sender::Tasks(input) => input.send(envelope()).await.unwrap(),
                     }
                     let arrived = receipts.recv().await.unwrap();
                     samples.push(arrived.saturating_duration_since(start));
@@ -150,6 +208,8 @@ fn main() {
     });
     let (plain_tx, plain_rx) = mpsc::unbounded_channel();
     let plain_server = BenchServer::start(Mode::Sink { receipts: plain_tx });
+    let (tasks_tx, tasks_rx) = mpsc::unbounded_channel();
+    let tasks_server = BenchServer::start(Mode::Sink { receipts: tasks_tx });
 
     let client = Client::new(&wsdrain_server.base_url()).unwrap();
     let stream = rt
@@ -166,6 +226,24 @@ fn main() {
                 .unwrap();
         socket.split()
     });
+    let input = rt.block_on(async {
+        let (socket, _) =
+            tokio_tungstenite::connect_async_with_config(tasks_server.ws_url(), None, true)
+                .await
+                .unwrap();
+        let (sink, read_half) = socket.split();
+        let (input, queue) = mpsc::channel(64);
+        tokio::spawn(async move {
+            // Kept as long as the writer runs, as the others keep theirs.
+            let _read_half = read_half;
+            plain_writer(sink, queue).await
+        });
+        input
+    });
+    let mut tasks = Bench {
+        sender: Some(Sender::Tasks(input)),
+        receipts: Some(tasks_rx),
+    };
     // Two alternatives share this connection: a RefCell lends it to each.
     let plain = std::cell::RefCell::new(Bench {
         sender: Some(Sender::Plain(sink)),
@@ -182,6 +260,9 @@ fn main() {
     });
     g.bench_function("plain_batched x1000", |b| {
         b.iter_custom(|n| plain.borrow_mut().throughput(&rt, How::PlainBatched, n))
+    });
+    g.bench_function("plain_tasks x1000", |b| {
+        b.iter_custom(|n| tasks.throughput(&rt, How::PlainTasks, n))
     });
     g.finish();
 
@@ -210,9 +291,12 @@ fn main() {
             Alt::new("plain_batched", |n| {
                 plain.borrow_mut().throughput(&rt, How::PlainBatched, n) / BATCH as u32
             }),
+            Alt::new("plain_tasks", |n| {
+                tasks.throughput(&rt, How::PlainTasks, n) / BATCH as u32
+            }),
         ],
     );
-    for (i, name) in ["wsdrain", "plain_send", "plain_batched"]
+    for (i, name) in ["wsdrain", "plain_send", "plain_batched", "plain_tasks"]
         .iter()
         .enumerate()
     {
@@ -223,6 +307,7 @@ fn main() {
     }
     m.print_ratio("wsdrain", 0, "plain_send", 1);
     m.print_ratio("wsdrain", 0, "plain_batched", 2);
+    m.print_ratio("wsdrain", 0, "plain_tasks", 3);
 
     // Latency percentiles: interleaved blocks of 500 samples.
     let per_block = size(500, 20);
