@@ -344,10 +344,11 @@ impl<T> Drop for ReaderExit<'_, T> {
 
 /// The read loop, inside one `catch_unwind` for the whole loop rather than
 /// one per handler call (a `CatchUnwind` future per message, with the event
-/// moved into an async block for it, was about a quarter of the reader's own
-/// instructions per message: docs/performance.md, section 3). A panicking handler ends the stream
-/// `Failed(HandlerPanicked)`, like a broken connection: the cleanup runs,
-/// `wait()` says why, a manager reconnects. Only a panic raised while the
+/// moved into an async block for it, was about a quarter of the reader's
+/// own instructions per message: docs/performance.md, section 3). A
+/// panicking handler ends the stream `Failed(HandlerPanicked)`, like a
+/// broken connection: the cleanup runs, `wait()` says why, a manager
+/// reconnects. Only a panic raised while the
 /// handler runs (its call included: a closure handler may panic before it
 /// returns its future) is caught; any other panic unwinds on, as it did.
 async fn read_loop<R: FrameReader, H: Handler>(
