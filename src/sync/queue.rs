@@ -179,7 +179,8 @@ impl<T> Queue<T> {
         discarded
     }
 
-    /// Whether [`close`](Queue::close) has run.
+    /// Whether [`close`](Queue::close) or [`close_sending`](Queue::close_sending)
+    /// has run.
     pub fn is_closed(&self) -> bool {
         self.state.lock().closed
     }

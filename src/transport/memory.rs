@@ -414,7 +414,8 @@ impl ServerConn {
         self.conn.reset.store(true, SeqCst);
         self.conn.down.close();
         if let Some(up) = &self.conn.up {
-            up.close_sending();
+            // Dropped: what the server had not read is lost with it.
+            up.close();
         }
         self.conn.stall.close();
     }
