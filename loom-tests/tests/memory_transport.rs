@@ -12,7 +12,7 @@
 
 use wsdrain::protocol::Message;
 use wsdrain::sync::{Arc, CloseSignal, Queue, block_on, model_thread};
-use wsdrain::transport::{Fault, MemoryTransport, ServerEnd};
+use wsdrain::transport::{Fault, MemoryTransport, ServerConn, ServerEnd};
 use wsdrain::{Client, ClientConfig, Error, Event, Skipped, StreamEnd};
 use wsdrain_loom_tests::oracles::ready_now;
 
@@ -230,6 +230,21 @@ fn a_sink_server_discards_what_a_reading_server_gets() {
     }
 }
 
+/// A client streaming to a reading server, with three inputs queued: the
+/// server holds the first, unread. (Through an input queue of 1 the third
+/// input finds room only once the writer has written the first and taken
+/// the second.)
+fn first_input_written() -> (Client<MemoryTransport>, ServerConn) {
+    let transport = reading();
+    let client = client(&transport);
+    let stream = block_on(client.stream_workspace(ignore)).expect("stream");
+    let conn = transport.connections()[0].clone();
+    for input in ["a", "b", "c"] {
+        block_on(stream.write_shell_input(input)).expect("input queued");
+    }
+    (client, conn)
+}
+
 /// What the client wrote before it closed stays the server's to read: a
 /// closing write side does not take back what was written. (Closing
 /// discarded it before, so the input-honesty checks made after
@@ -237,15 +252,7 @@ fn a_sink_server_discards_what_a_reading_server_gets() {
 #[test]
 fn what_was_written_before_close_stays_readable() {
     model(|| {
-        let transport = reading();
-        let client = client(&transport);
-        let stream = block_on(client.stream_workspace(ignore)).expect("stream");
-        let conn = transport.connections()[0].clone();
-        // Through an input queue of 1 the third input finds room only once
-        // the writer has written the first and taken the second.
-        for input in ["a", "b", "c"] {
-            block_on(stream.write_shell_input(input)).expect("input queued");
-        }
+        let (client, conn) = first_input_written();
         block_on(client.close());
         let mut read = Vec::new();
         while let Some(text) = block_on(conn.recv()) {
@@ -264,14 +271,7 @@ fn what_was_written_before_close_stays_readable() {
 #[test]
 fn a_disconnect_discards_what_the_server_had_not_read() {
     model(|| {
-        let transport = reading();
-        let client = client(&transport);
-        let stream = block_on(client.stream_workspace(ignore)).expect("stream");
-        let conn = transport.connections()[0].clone();
-        // As above: once the third is queued, the first was written.
-        for input in ["a", "b", "c"] {
-            block_on(stream.write_shell_input(input)).expect("input queued");
-        }
+        let (client, conn) = first_input_written();
         conn.disconnect();
         assert_eq!(block_on(conn.recv()), None, "read after the drop");
         block_on(client.close());
