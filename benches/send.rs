@@ -30,225 +30,29 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
-use support::{Alt, BenchServer, Mode, fmt_dur, interleaved, percentiles, ratio, size};
-use tokio::net::TcpStream;
-use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wsdrain::protocol::{Envelope, Message};
-use wsdrain::{Client, WorkspaceStream};
+use support::{Alt, fmt_dur, interleaved, percentiles, ratio, size};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-type Receipts = mpsc::UnboundedReceiver<Instant>;
+#[path = "support/send_alts.rs"]
+mod alts;
 
-const BATCH: u64 = 1000;
-
-/// 64 bytes of shell input.
-fn data() -> &'static str {
-    "ls -la --color=never /work/main/src && git status --short; date\n"
-}
-
-fn encoded() -> WsMessage {
-    WsMessage::Text(
-        Envelope::new(Message::ShellInput {
-            data: data().to_owned(),
-        })
-        .encode()
-        .into(),
-    )
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum How {
-    Wsdrain,
-    PlainSend,
-    PlainBatched,
-    PlainTasks,
-}
-
-/// A sender and the receipts of the frames it sent, moved into a task for
-/// each run and back.
-enum Sender {
-    Wsdrain(WorkspaceStream),
-    Plain(SplitSink<Socket, WsMessage>),
-    Tasks(mpsc::Sender<Envelope>),
-}
-
-/// A shell input as `write_shell_input(data())` queues it.
-fn envelope() -> Envelope {
-    Envelope::new(Message::ShellInput {
-        data: data().to_owned(),
-    })
-}
-
-/// `plain_tasks`' writer task: `run_writer` (src/stream.rs) with tokio's
-/// parts and without the close signal.
-async fn plain_writer(mut sink: SplitSink<Socket, WsMessage>, mut input: mpsc::Receiver<Envelope>) {
-    let mut batch = Vec::with_capacity(64);
-    while input.recv_many(&mut batch, 64).await > 0 {
-        let mut batches = 1;
-        loop {
-            let full = batch.len() == 64;
-            for envelope in batch.drain(..) {
-                if sink
-                    .feed(WsMessage::Text(envelope.encode().into()))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            if !full || batches == 16 {
-                break;
-            }
-            tokio::task::yield_now().await;
-            while batch.len() < 64 {
-                match input.try_recv() {
-                    Ok(envelope) => batch.push(envelope),
-                    Err(_) => break,
-                }
-            }
-            if batch.is_empty() {
-                break;
-            }
-            batches += 1;
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
-    }
-}
-
-struct Bench {
-    sender: Option<Sender>,
-    receipts: Option<Receipts>,
-}
-
-impl Bench {
-    /// `iters` batches of `BATCH` messages; the time until the server got
-    /// the last one.
-    fn throughput(&mut self, rt: &Runtime, how: How, iters: u64) -> Duration {
-        let mut sender = self.sender.take().unwrap();
-        let mut receipts = self.receipts.take().unwrap();
-        let (sender, receipts, elapsed) = rt
-            .block_on(rt.spawn(async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    for _ in 0..BATCH {
-                        match (&mut sender, how) {
-                            (Sender::Wsdrain(stream), _) => {
-                                stream.write_shell_input(data()).await.unwrap()
-                            }
-                            (Sender::Plain(sink), How::PlainBatched) => {
-                                sink.feed(encoded()).await.unwrap()
-                            }
-                            (Sender::Plain(sink), _) => sink.send(encoded()).await.unwrap(),
-                            (Sender::Tasks(input), _) => input.send(envelope()).await.unwrap(),
-                        }
-                    }
-                    if let (Sender::Plain(sink), How::PlainBatched) = (&mut sender, how) {
-                        sink.flush().await.unwrap();
-                    }
-                    for _ in 0..BATCH {
-                        receipts.recv().await.unwrap();
-                    }
-                }
-                (sender, receipts, start.elapsed())
-            }))
-            .unwrap();
-        self.sender = Some(sender);
-        self.receipts = Some(receipts);
-        elapsed
-    }
-
-    /// `iters` messages one at a time; each message's latency.
-    fn latencies(&mut self, rt: &Runtime, iters: u64) -> Vec<Duration> {
-        let mut sender = self.sender.take().unwrap();
-        let mut receipts = self.receipts.take().unwrap();
-        let (sender, receipts, samples) = rt
-            .block_on(rt.spawn(async move {
-                let mut samples = Vec::with_capacity(iters as usize);
-                for _ in 0..iters {
-                    let start = Instant::now();
-                    match &mut sender {
-                        Sender::Wsdrain(stream) => stream.write_shell_input(data()).await.unwrap(),
-                        Sender::Plain(sink) => sink.send(encoded()).await.unwrap(),
-                        Sender::Tasks(input) => input.send(envelope()).await.unwrap(),
-                    }
-                    let arrived = receipts.recv().await.unwrap();
-                    samples.push(arrived.saturating_duration_since(start));
-                }
-                (sender, receipts, samples)
-            }))
-            .unwrap();
-        self.sender = Some(sender);
-        self.receipts = Some(receipts);
-        samples
-    }
-
-    fn latency_total(&mut self, rt: &Runtime, iters: u64) -> Duration {
-        self.latencies(rt, iters).into_iter().sum()
-    }
-}
+use alts::{BATCH, Connections, How, connect};
 
 fn main() {
     let mut c: Criterion = support::criterion(Duration::from_secs(3), 20);
     let rt = support::client_runtime();
 
-    // One server per alternative, so receipts never mix.
-    let (wsdrain_tx, wsdrain_rx) = mpsc::unbounded_channel();
-    let wsdrain_server = BenchServer::start(Mode::Sink {
-        receipts: wsdrain_tx,
-    });
-    let (plain_tx, plain_rx) = mpsc::unbounded_channel();
-    let plain_server = BenchServer::start(Mode::Sink { receipts: plain_tx });
-    let (tasks_tx, tasks_rx) = mpsc::unbounded_channel();
-    let tasks_server = BenchServer::start(Mode::Sink { receipts: tasks_tx });
-
-    let client = Client::new(&wsdrain_server.base_url()).unwrap();
-    let stream = rt
-        .block_on(client.stream_workspace(|_| std::future::ready(())))
-        .unwrap();
-    let mut wsdrain = Bench {
-        sender: Some(Sender::Wsdrain(stream)),
-        receipts: Some(wsdrain_rx),
-    };
-    let (sink, _stream) = rt.block_on(async {
-        let (socket, _) =
-            tokio_tungstenite::connect_async_with_config(plain_server.ws_url(), None, true)
-                .await
-                .unwrap();
-        socket.split()
-    });
-    let input = rt.block_on(async {
-        let (socket, _) =
-            tokio_tungstenite::connect_async_with_config(tasks_server.ws_url(), None, true)
-                .await
-                .unwrap();
-        let (sink, read_half) = socket.split();
-        let (input, queue) = mpsc::channel(64);
-        tokio::spawn(async move {
-            // Kept as long as the writer runs, as the others keep theirs.
-            let _read_half = read_half;
-            plain_writer(sink, queue).await
-        });
-        input
-    });
-    let mut tasks = Bench {
-        sender: Some(Sender::Tasks(input)),
-        receipts: Some(tasks_rx),
-    };
+    let Connections {
+        client,
+        mut wsdrain,
+        plain,
+        mut tasks,
+        servers: _servers,
+    } = connect(&rt);
     // Two alternatives share this connection: a RefCell lends it to each.
-    let plain = std::cell::RefCell::new(Bench {
-        sender: Some(Sender::Plain(sink)),
-        receipts: Some(plain_rx),
-    });
+    let plain = std::cell::RefCell::new(plain);
 
     let mut g = c.benchmark_group("send/throughput");
     g.throughput(Throughput::Elements(BATCH));
