@@ -28,6 +28,8 @@ pub mod sc_search;
 pub mod scenarios;
 #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
 pub mod shrink;
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+pub mod small_model;
 pub mod windows;
 
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]

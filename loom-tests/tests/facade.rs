@@ -12,22 +12,7 @@ use wsdrain::sync::atomic::{AtomicUsize, Ordering};
 use wsdrain::sync::{Arc, CloseSignal, Queue, SendError, WaitGroup, block_on, model_thread};
 
 fn model(f: impl Fn() + Send + Sync + 'static) {
-    #[cfg(wsdrain_loom)]
-    {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(f);
-    }
-    // PCT and the random scheduler: they have different blind spots (PCT
-    // at depth 3 never ran a just-spawned thread to its end before main's
-    // next lock in 2,000 schedules; the random scheduler did in 13 %).
-    #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
-    {
-        let f = std::sync::Arc::new(f);
-        let pct = f.clone();
-        shuttle::check_pct(move || pct(), 2_000, 3);
-        shuttle::check_random(move || f(), 2_000);
-    }
+    wsdrain_loom_tests::small_model::check(3, 2_000, f);
 }
 
 #[test]

@@ -17,22 +17,7 @@ use wsdrain::{Client, ClientConfig, Error, Event, Skipped, StreamEnd};
 use wsdrain_loom_tests::oracles::ready_now;
 
 fn model(f: impl Fn() + Send + Sync + 'static) {
-    #[cfg(wsdrain_loom)]
-    {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(1);
-        builder.check(f);
-    }
-    // PCT and the random scheduler: they have different blind spots (PCT
-    // at depth 3 never ran a just-spawned thread to its end before main's
-    // next lock in 2,000 schedules; the random scheduler did in 13 %).
-    #[cfg(all(wsdrain_shuttle, not(wsdrain_loom)))]
-    {
-        let f = std::sync::Arc::new(f);
-        let pct = f.clone();
-        shuttle::check_pct(move || pct(), 1_000, 3);
-        shuttle::check_random(move || f(), 1_000);
-    }
+    wsdrain_loom_tests::small_model::check(1, 1_000, f);
 }
 
 fn client(transport: &MemoryTransport) -> Client<MemoryTransport> {
