@@ -561,7 +561,16 @@ pub fn render(report: &Report) -> String {
             )
         };
         let _ = writeln!(out, "\n{heading}");
-        let width = 18;
+        // Wide enough for the longest cell and a space (a cell such as
+        // `wg-misuse 31506x 3.0s` ran into its neighbour at a fixed 18).
+        let width = table
+            .rows
+            .iter()
+            .flat_map(|row| &row.cells)
+            .map(|cell| cell_text(table.checker, cell).chars().count() + 1)
+            .max()
+            .unwrap_or(0)
+            .max(18);
         let _ = write!(out, "{:<8}", "");
         if let Some(row) = table.rows.first() {
             for cell in &row.cells {
