@@ -5,9 +5,10 @@
 //! the shuttle (or loom) cell runner is rebuilt, and the model suites judge
 //! it: the fixed-client cells of every scenario, then the generated
 //! explorer's fixed-client job, then (`--facade`) the facade's model suite
-//! and the in-memory transport's; never the catalog's bug cells. A mutant is *killed* when a cell fails
-//! (an oracle fires, a deadlock, an unexpected panic), gives no result (an
-//! abort) or runs past its time limit (a hang); otherwise it *survives*.
+//! and the in-memory transport's; never the catalog's bug cells. A mutant
+//! is *killed* when a cell fails (an oracle fires, a deadlock, an
+//! unexpected panic), gives no result (an abort) or runs past its time
+//! limit (a hang); otherwise it *survives*.
 //! The patch is reverted after every mutant, also when a step fails.
 //!
 //! Two judges, from the same build of each mutant:
