@@ -585,6 +585,10 @@ pub(crate) mod windows {
     ];
 }
 
+/// The parked handler of S4, for the other model suites too.
+#[cfg(any(wsdrain_loom, wsdrain_shuttle))]
+pub use bodies::parked;
+
 #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
 pub(crate) mod bodies {
     use super::*;
@@ -609,6 +613,19 @@ pub(crate) mod bodies {
     }
 
     pub(crate) async fn ignore(_: Event) {}
+
+    /// A handler that holds the reader on its first event: fires `entered`,
+    /// then waits for `go` (S4; the transport suite).
+    pub fn parked(entered: &CloseSignal, go: &CloseSignal) -> impl wsdrain::Handler + use<> {
+        let (entered, go) = (entered.clone(), go.clone());
+        move |_event: Event| {
+            let (entered, go) = (entered.clone(), go.clone());
+            async move {
+                entered.close();
+                go.closed().await;
+            }
+        }
+    }
 
     /// End-of-execution oracle: every connection the transport opened is closed.
     pub fn end_checks(transport: &MemoryTransport) {
@@ -706,17 +723,7 @@ pub(crate) mod bodies {
         let transport = MemoryTransport::new();
         let client = client(&transport, bugs);
         let (entered, go) = (CloseSignal::new(), CloseSignal::new());
-        let parked = {
-            let (entered, go) = (entered.clone(), go.clone());
-            move |_event: Event| {
-                let (entered, go) = (entered.clone(), go.clone());
-                async move {
-                    entered.close();
-                    go.closed().await;
-                }
-            }
-        };
-        let first = block_on(client.stream_workspace(parked)).expect("first stream");
+        let first = block_on(client.stream_workspace(parked(&entered, &go))).expect("first stream");
         block_on(entered.closed());
         // Stream 2 gets no `connected` and is a sink (the settings are the
         // server's, read at each accept): fewer steps to explore.

@@ -15,6 +15,7 @@ use wsdrain::sync::{Arc, CloseSignal, Queue, block_on, model_thread};
 use wsdrain::transport::{Fault, MemoryTransport, ServerConn, ServerEnd};
 use wsdrain::{Client, ClientConfig, Error, Event, Skipped, StreamEnd};
 use wsdrain_loom_tests::oracles::ready_now;
+use wsdrain_loom_tests::scenarios::parked;
 
 fn model(f: impl Fn() + Send + Sync + 'static) {
     wsdrain_loom_tests::small_model::check(1, 1_000, f);
@@ -36,6 +37,15 @@ fn reading() -> MemoryTransport {
     MemoryTransport::new().with_connected_message(false)
 }
 
+/// A sink server if `sink`, else a reading one (see [`reading`]).
+fn reading_or_sink(sink: bool) -> MemoryTransport {
+    if sink {
+        reading().with_sink_server()
+    } else {
+        reading()
+    }
+}
+
 /// A handler that hands every event to `events` (never blocks: the queue
 /// has room for every event a test sends).
 fn recording(events: &Arc<Queue<Event>>) -> impl wsdrain::Handler + use<> {
@@ -43,19 +53,6 @@ fn recording(events: &Arc<Queue<Event>>) -> impl wsdrain::Handler + use<> {
     move |event: Event| {
         let _ = events.try_send(event);
         async {}
-    }
-}
-
-/// A handler that holds the reader on its first event: fires `entered`,
-/// then waits for `go`.
-fn parked(entered: &CloseSignal, go: &CloseSignal) -> impl wsdrain::Handler + use<> {
-    let (entered, go) = (entered.clone(), go.clone());
-    move |_event: Event| {
-        let (entered, go) = (entered.clone(), go.clone());
-        async move {
-            entered.close();
-            go.closed().await;
-        }
     }
 }
 
@@ -175,11 +172,7 @@ fn connected_comes_first_unless_switched_off() {
 fn a_sink_server_discards_what_a_reading_server_gets() {
     for sink in [true, false] {
         model(move || {
-            let transport = if sink {
-                reading().with_sink_server()
-            } else {
-                reading()
-            };
+            let transport = reading_or_sink(sink);
             let client = client(&transport);
             let stream = block_on(client.stream_workspace(ignore)).expect("stream");
             let conn = transport.connections()[0].clone();
@@ -270,11 +263,7 @@ fn a_disconnect_discards_what_the_server_had_not_read() {
 fn a_dropped_connection_fails_the_clients_send() {
     for sink in [true, false] {
         model(move || {
-            let transport = if sink {
-                reading().with_sink_server()
-            } else {
-                reading()
-            };
+            let transport = reading_or_sink(sink);
             let client = client(&transport);
             let (entered, go) = (CloseSignal::new(), CloseSignal::new());
             let stream = block_on(client.stream_workspace(parked(&entered, &go))).expect("stream");
