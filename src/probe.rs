@@ -21,8 +21,10 @@
 //! in every explored execution, the moment they can be judged:
 //!
 //! - **drain-barrier**: when a barrier returns, no task it covers is alive
-//!   (except the task that called it, for `close()` from a handler), and no
-//!   task starts afterwards;
+//!   (except the task that called it, for `close()` from a handler), no
+//!   task starts afterwards, and (loom builds) each covered task's exit
+//!   happens before the return (a `sync::Witness` per
+//!   task: exited in loom's order is not enough);
 //! - **no-orphan**: publishing a stream never drops a stream that is still
 //!   connected;
 //! - **identity**: a reader's exit cleanup only ever clears its own stream.
@@ -41,7 +43,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Oracle {
-    /// A task was alive, or started, after a drain barrier returned.
+    /// A task was alive, or started, after a drain barrier returned; or
+    /// (loom) a task's exit does not happen before the barrier's return.
     DrainBarrier,
     /// A connected stream was dropped by the client with its tasks running,
     /// or a connection was still open at the end of an execution.
@@ -112,6 +115,12 @@ impl Oracle {
         }
         if message.contains("WaitGroup") {
             return Some(Oracle::WaitGroupMisuse);
+        }
+        // loom's verdict on a happens-before witness (`sync::Witness`, the
+        // only loom cell): a barrier returned without synchronising with a
+        // task's exit.
+        if message.contains("Causality violation") {
+            return Some(Oracle::DrainBarrier);
         }
         let lower = message.to_ascii_lowercase();
         if lower.contains("deadlock") || lower.contains("exceeded max_steps") {
@@ -318,6 +327,21 @@ mod oracles {
         task: Option<TaskId>,
         /// Running `Client::close()` from its handler (a reader).
         closing: bool,
+        /// Its exit, for the barriers that must happen after it (loom).
+        #[cfg(wsdrain_loom)]
+        exit: std::sync::Arc<crate::sync::Witness>,
+    }
+
+    /// A task that has exited, as the barriers after it check it (loom).
+    #[cfg(wsdrain_loom)]
+    #[derive(Debug)]
+    struct ExitedTask {
+        name: String,
+        /// It ran `Client::close()` from its handler: a close on another
+        /// handler's task does not wait for its real exit (see `alive` in
+        /// `barrier_returned`).
+        closing: bool,
+        exit: std::sync::Arc<crate::sync::Witness>,
     }
 
     impl fmt::Display for LiveTask {
@@ -336,6 +360,10 @@ mod oracles {
         /// Set when a drain barrier has returned: what returned.
         barrier: Option<&'static str>,
         violations: Vec<String>,
+        /// Every task that has exited (one execution's worth: loom builds
+        /// only, where a client lives for one execution).
+        #[cfg(wsdrain_loom)]
+        exited: Vec<ExitedTask>,
     }
 
     #[derive(Debug)]
@@ -366,6 +394,8 @@ mod oracles {
                 stream,
                 task: None,
                 closing: false,
+                #[cfg(wsdrain_loom)]
+                exit: Default::default(),
             };
             let late = state
                 .barrier
@@ -395,7 +425,23 @@ mod oracles {
         }
 
         pub(super) fn exited(&self, ticket: u64) {
-            self.state().live.retain(|t| t.ticket != ticket);
+            let mut state = self.state();
+            let Some(index) = state.live.iter().position(|t| t.ticket == ticket) else {
+                return;
+            };
+            let task = state.live.remove(index);
+            #[cfg(wsdrain_loom)]
+            {
+                // The exit happens here, before the task's wait-group
+                // `done`s: a barrier that synchronises with those sees it.
+                task.exit.record();
+                state.exited.push(ExitedTask {
+                    name: task.to_string(),
+                    closing: task.closing,
+                    exit: task.exit.clone(),
+                });
+            }
+            drop((state, task));
             #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
             crate::sync::trace::mark(TASK_EXITED);
         }
@@ -418,6 +464,14 @@ mod oracles {
                 .filter(|t| !on_own_task || (t.task != me && !t.closing))
                 .map(|t| t.to_string())
                 .collect();
+            // The exits this barrier covers, by the same rule.
+            #[cfg(wsdrain_loom)]
+            let exits: Vec<(String, std::sync::Arc<crate::sync::Witness>)> = state
+                .exited
+                .iter()
+                .filter(|t| !on_own_task || !t.closing)
+                .map(|t| (t.name.clone(), t.exit.clone()))
+                .collect();
             drop(state);
             if !alive.is_empty() {
                 self.violation(
@@ -428,6 +482,19 @@ mod oracles {
                         alive.join(" and ")
                     ),
                 );
+            }
+            // Exited is not enough: each exit must happen before the
+            // return, or what the task wrote need not be visible to the
+            // caller. loom fails the execution ("Causality violation",
+            // see `Oracle::classify`) on a check its exit does not
+            // happen before.
+            #[cfg(wsdrain_loom)]
+            for (name, exit) in exits {
+                crate::sync::trace::record(
+                    || format!("{} {what} relies on {name} having exited before it", self.owner),
+                    std::panic::Location::caller(),
+                );
+                exit.check();
             }
         }
 

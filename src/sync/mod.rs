@@ -36,6 +36,8 @@ pub mod trace;
 pub mod unchecked;
 mod wait_group;
 mod waiters;
+#[cfg(wsdrain_loom)]
+mod witness;
 
 #[cfg(not(any(wsdrain_loom, wsdrain_shuttle)))]
 #[path = "backend_std.rs"]
@@ -55,6 +57,8 @@ pub use mutex::{Mutex, MutexGuard};
 pub use queue::RecvMany;
 pub use queue::{Queue, Recv, SendError, SendFuture};
 pub use wait_group::{Wait, WaitGroup};
+#[cfg(wsdrain_loom)]
+pub use witness::Witness;
 
 /// The name of the backend this build uses: `"std"`, `"loom"` or `"shuttle"`.
 pub const BACKEND: &str = backend::NAME;
