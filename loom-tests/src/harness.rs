@@ -121,6 +121,7 @@ pub fn install_panic_hook() {
             if is_first {
                 let location = info
                     .location()
+                    .filter(|_| !crate::oracles::is_causality(&message))
                     .map(|l| format!(" (at {}:{})", l.file(), l.line()))
                     .unwrap_or_default();
                 *first = Some(Captured {
