@@ -77,6 +77,31 @@ fn close_signal_wakes_every_waiter() {
     });
 }
 
+/// `is_closed()` returning `true` publishes what the closer wrote before
+/// `close()` (its Release and Acquire, which no scenario depends on: every
+/// read after it in the client is of state under a lock). loom explores
+/// the stale read of `written` if either side is weakened.
+#[test]
+fn a_closed_signal_shows_what_the_closer_wrote() {
+    model(|| {
+        let signal = CloseSignal::new();
+        let written = Arc::new(AtomicUsize::new(0));
+        let closer = {
+            let (signal, written) = (signal.clone(), written.clone());
+            model_thread(move || {
+                written.store(1, Ordering::Relaxed);
+                signal.close();
+            })
+        };
+        if signal.is_closed() {
+            assert_eq!(written.load(Ordering::Relaxed), 1, "closed, yet the closer's write is not visible");
+        }
+        block_on(signal.closed());
+        assert_eq!(written.load(Ordering::Relaxed), 1, "woken, yet the closer's write is not visible");
+        closer.join().unwrap();
+    });
+}
+
 #[test]
 fn queue_keeps_order_and_releases_senders_on_close() {
     model(|| {
@@ -559,4 +584,47 @@ fn close_after_close_sending_discards_the_rest() {
         assert_eq!(taken + discarded, 3, "nothing lost or doubled");
         assert_eq!(block_on(queue.recv()), None);
     });
+}
+
+/// The drain-barrier oracle's happens-before witness (loom only: shuttle is
+/// sequentially consistent). A barrier that learns a task is gone through a
+/// `Relaxed` flag runs after the task's exit but has not synchronised with
+/// it, and loom fails the execution; through `Release`/`Acquire` it has,
+/// and the same model passes. (A wait group whose fast path loaded its
+/// counter `Relaxed` passed every scenario before the witness; with it,
+/// S1 catches that in 369 executions.)
+#[cfg(wsdrain_loom)]
+fn barrier_after_an_exit(store: Ordering, load: Ordering) {
+    use wsdrain::probe::{Probe, Role};
+    use wsdrain::sync::atomic::AtomicBool;
+    model(move || {
+        let probe = Arc::new(Probe::new("client"));
+        let gone = Arc::new(AtomicBool::new(false));
+        let ticket = probe.spawned(Role::Writer, Some(1));
+        let task = {
+            let (probe, gone) = (probe.clone(), gone.clone());
+            model_thread(move || {
+                probe.started(ticket);
+                probe.exited(ticket);
+                gone.store(true, store);
+            })
+        };
+        if gone.load(load) {
+            probe.barrier_returned("close()");
+        }
+        task.join().unwrap();
+    });
+}
+
+#[cfg(wsdrain_loom)]
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn a_barrier_that_does_not_synchronise_with_an_exit_fails() {
+    barrier_after_an_exit(Ordering::Relaxed, Ordering::Relaxed);
+}
+
+#[cfg(wsdrain_loom)]
+#[test]
+fn a_barrier_that_synchronises_with_an_exit_passes() {
+    barrier_after_an_exit(Ordering::Release, Ordering::Acquire);
 }
