@@ -616,6 +616,37 @@ fn barrier_after_an_exit(store: Ordering, load: Ordering) {
     });
 }
 
+/// A `wait()` that returns synchronises with every `done`, not only the
+/// last one: each task's exit (its witness) happens before the return,
+/// whether the waiter found the counter at zero or was parked and woken.
+#[cfg(wsdrain_loom)]
+#[test]
+fn a_wait_synchronises_with_every_done() {
+    use wsdrain::probe::{Probe, Role};
+    model(|| {
+        let probe = Arc::new(Probe::new("client"));
+        let wg = Arc::new(WaitGroup::new());
+        wg.add(2);
+        let tasks: Vec<_> = [Role::Reader, Role::Writer]
+            .into_iter()
+            .map(|role| {
+                let ticket = probe.spawned(role, Some(1));
+                let (probe, wg) = (probe.clone(), wg.clone());
+                model_thread(move || {
+                    probe.started(ticket);
+                    probe.exited(ticket);
+                    wg.done();
+                })
+            })
+            .collect();
+        block_on(wg.wait());
+        probe.barrier_returned("close()");
+        for task in tasks {
+            task.join().unwrap();
+        }
+    });
+}
+
 #[cfg(wsdrain_loom)]
 #[test]
 #[should_panic(expected = "Causality violation")]
