@@ -27,6 +27,10 @@
 //!
 //! The rule has named exceptions, in [`unchecked`]: ids, statistics and
 //! set-once reports that the checkers must not see, each saying why.
+//!
+//! loom builds have one more type, `Witness`: a loom cell that holds nothing,
+//! with which the probe's drain-barrier oracle asks loom whether a task's
+//! exit happens before a barrier's return (see `witness.rs`).
 
 pub mod atomic;
 mod close_signal;
