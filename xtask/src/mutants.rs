@@ -71,6 +71,13 @@ pub struct MutantsArgs {
     /// Only count and list the mutants.
     #[arg(long)]
     pub list: bool,
+    /// Mutate the memory orderings instead, which cargo-mutants leaves
+    /// alone: every `Ordering::Acquire`, `Release` and `AcqRel` of the
+    /// files weakened, one at a time, to each weaker ordering. Needs
+    /// `--checker loom` (shuttle is sequentially consistent: it cannot tell
+    /// orderings apart); `--re` and `--exclude-re` match substrings here.
+    #[arg(long)]
+    pub orderings: bool,
     /// Skip this many mutants of the list (to split a run).
     #[arg(long, default_value_t = 0)]
     pub skip: usize,
@@ -147,7 +154,16 @@ pub fn run(args: &MutantsArgs) -> Result<bool, String> {
     } else {
         args.files.clone()
     };
-    let (mutants, excluded) = list(&root, &files, args)?;
+    if args.orderings && args.checker != Checker::Loom {
+        return Err("--orderings needs --checker loom: shuttle explores sequentially \
+                    consistent executions only, where every ordering behaves alike"
+            .into());
+    }
+    let (mutants, excluded) = if args.orderings {
+        list_orderings(&root, &files, args)?
+    } else {
+        list(&root, &files, args)?
+    };
     eprintln!(
         "{} mutants in {} file(s); {} left out (bug-catalog switch sites, fmt, unit-test code)",
         mutants.len(),
@@ -365,6 +381,74 @@ fn list(
     // In the order the files were given (the facade first by default).
     keep.sort_by_key(|m| files.iter().position(|f| *f == m.file));
     Ok((keep, excluded))
+}
+
+/// The weaker orderings an ordering can be replaced by, valid wherever it
+/// is (an `AcqRel` is a read-modify-write's or a successful exchange's).
+fn weaker(ordering: &str) -> &'static [&'static str] {
+    match ordering {
+        "AcqRel" => &["Acquire", "Release", "Relaxed"],
+        "Acquire" | "Release" => &["Relaxed"],
+        _ => &[],
+    }
+}
+
+/// The ordering mutants of `files` (`--orderings`): each `Ordering::X` of a
+/// file's code (up to its unit tests, `mod tests`) weakened. (`SeqCst` and
+/// `Relaxed` have none here: the core's `SeqCst` are the SC search's own
+/// switches in `sync/atomic.rs`.)
+#[allow(clippy::type_complexity)]
+fn list_orderings(
+    root: &Path,
+    files: &[String],
+    args: &MutantsArgs,
+) -> Result<(Vec<Mutant>, Vec<(Mutant, &'static str)>), String> {
+    let mut keep = Vec::new();
+    for file in files {
+        let source = std::fs::read_to_string(root.join(file))
+            .map_err(|e| format!("read {file}: {e}"))?;
+        for (index, line) in source.lines().enumerate() {
+            if line.starts_with("mod tests") {
+                break;
+            }
+            let mut from = 0;
+            while let Some(at) = line[from..].find("Ordering::").map(|i| i + from) {
+                let name_start = at + "Ordering::".len();
+                let name: String = line[name_start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                for weaker in weaker(&name) {
+                    let number = index + 1;
+                    let mutated = format!(
+                        "{}Ordering::{weaker}{}",
+                        &line[..at],
+                        &line[name_start + name.len()..]
+                    );
+                    let mutant = Mutant {
+                        name: format!(
+                            "{file}:{number}:{}: weaken Ordering::{name} to {weaker}",
+                            at + 1
+                        ),
+                        file: file.clone(),
+                        line: number,
+                        end_line: number,
+                        diff: format!(
+                            "--- {file}\n+++ weaken\n@@ -{number},1 +{number},1 @@\n-{line}\n+{mutated}\n"
+                        ),
+                    };
+                    let selected = (args.re.is_empty()
+                        || args.re.iter().any(|re| mutant.name.contains(re.as_str())))
+                        && !args.exclude_re.iter().any(|re| mutant.name.contains(re.as_str()));
+                    if selected {
+                        keep.push(mutant);
+                    }
+                }
+                from = name_start;
+            }
+        }
+    }
+    Ok((keep, Vec::new()))
 }
 
 fn parse_mutant(value: &serde_json::Value) -> Result<Mutant, String> {
