@@ -349,7 +349,9 @@ impl<T: Transport> Client<T> {
     /// Close the client: the drain barrier.
     ///
     /// Marks the client closed (later `stream_workspace` calls fail), closes
-    /// every stream it started, and waits until all their tasks have exited.
+    /// every stream it started, and waits until all their tasks have exited:
+    /// each exit happens before `close` returns, so what a handler wrote is
+    /// visible to the caller afterwards, as after joining a thread.
     /// Idempotent: every caller, concurrent or later, returns only after the
     /// drain. A `stream_workspace` whose dial is in flight fails with
     /// [`Error::ClosedDuringDial`] and starts nothing.

@@ -756,3 +756,66 @@ fn git(root: &Path, args: &[&str]) -> Result<String, String> {
         .map_err(|e| format!("cannot run git: {e}"))?;
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Argv {
+        #[command(flatten)]
+        args: MutantsArgs,
+    }
+
+    fn args(extra: &[&str]) -> MutantsArgs {
+        let mut argv = vec!["mutants", "--orderings", "--checker", "loom"];
+        argv.extend(extra);
+        Argv::parse_from(argv).args
+    }
+
+    /// Each ordering weakened to each weaker one, line by line, with a
+    /// one-line diff that names the file; none in the unit tests.
+    #[test]
+    fn orderings_are_weakened_one_at_a_time() {
+        let root = std::env::temp_dir().join(format!("wsdrain-orderings-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::write(
+            root.join("src/core.rs"),
+            "fn f(a: &A) {\n    a.x.fetch_add(1, Ordering::AcqRel);\n    \
+             a.y.compare_exchange(0, 1, Ordering::Release, Ordering::Acquire).ok();\n    \
+             a.z.load(Ordering::Relaxed);\n}\n\nmod tests {\n    fn g(a: &A) { a.x.load(Ordering::Acquire); }\n}\n",
+        )
+        .unwrap();
+        let files = vec!["src/core.rs".to_string()];
+        let (mutants, _) = list_orderings(&root, &files, &args(&[])).unwrap();
+        let names: Vec<&str> = mutants.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "src/core.rs:2:22: weaken Ordering::AcqRel to Acquire",
+                "src/core.rs:2:22: weaken Ordering::AcqRel to Release",
+                "src/core.rs:2:22: weaken Ordering::AcqRel to Relaxed",
+                "src/core.rs:3:32: weaken Ordering::Release to Relaxed",
+                "src/core.rs:3:51: weaken Ordering::Acquire to Relaxed",
+            ]
+        );
+        assert_eq!(
+            mutants[4].diff,
+            "--- src/core.rs\n+++ weaken\n@@ -3,1 +3,1 @@\n\
+             -    a.y.compare_exchange(0, 1, Ordering::Release, Ordering::Acquire).ok();\n\
+             +    a.y.compare_exchange(0, 1, Ordering::Release, Ordering::Relaxed).ok();\n"
+        );
+        let (picked, _) = list_orderings(&root, &files, &args(&["--re", "to Release"])).unwrap();
+        assert_eq!(picked.len(), 1);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn orderings_need_loom() {
+        let mut shuttle = args(&[]);
+        shuttle.checker = Checker::Shuttle;
+        let error = run(&shuttle).unwrap_err();
+        assert!(error.contains("--checker loom"), "{error}");
+    }
+}
