@@ -491,7 +491,12 @@ mod oracles {
             #[cfg(wsdrain_loom)]
             for (name, exit) in exits {
                 crate::sync::trace::record(
-                    || format!("{} {what} relies on {name} having exited before it", self.owner),
+                    || {
+                        format!(
+                            "{} {what} relies on {name} having exited before it",
+                            self.owner
+                        )
+                    },
                     std::panic::Location::caller(),
                 );
                 exit.check();

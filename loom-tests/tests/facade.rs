@@ -94,10 +94,18 @@ fn a_closed_signal_shows_what_the_closer_wrote() {
             })
         };
         if signal.is_closed() {
-            assert_eq!(written.load(Ordering::Relaxed), 1, "closed, yet the closer's write is not visible");
+            assert_eq!(
+                written.load(Ordering::Relaxed),
+                1,
+                "closed, yet the closer's write is not visible"
+            );
         }
         block_on(signal.closed());
-        assert_eq!(written.load(Ordering::Relaxed), 1, "woken, yet the closer's write is not visible");
+        assert_eq!(
+            written.load(Ordering::Relaxed),
+            1,
+            "woken, yet the closer's write is not visible"
+        );
         closer.join().unwrap();
     });
 }

@@ -155,9 +155,11 @@ pub fn run(args: &MutantsArgs) -> Result<bool, String> {
         args.files.clone()
     };
     if args.orderings && args.checker != Checker::Loom {
-        return Err("--orderings needs --checker loom: shuttle explores sequentially \
+        return Err(
+            "--orderings needs --checker loom: shuttle explores sequentially \
                     consistent executions only, where every ordering behaves alike"
-            .into());
+                .into(),
+        );
     }
     let (mutants, excluded) = if args.orderings {
         list_orderings(&root, &files, args)?
@@ -405,8 +407,8 @@ fn list_orderings(
 ) -> Result<(Vec<Mutant>, Vec<(Mutant, &'static str)>), String> {
     let mut keep = Vec::new();
     for file in files {
-        let source = std::fs::read_to_string(root.join(file))
-            .map_err(|e| format!("read {file}: {e}"))?;
+        let source =
+            std::fs::read_to_string(root.join(file)).map_err(|e| format!("read {file}: {e}"))?;
         for (index, line) in source.lines().enumerate() {
             if line.starts_with("mod tests") {
                 break;
@@ -439,7 +441,10 @@ fn list_orderings(
                     };
                     let selected = (args.re.is_empty()
                         || args.re.iter().any(|re| mutant.name.contains(re.as_str())))
-                        && !args.exclude_re.iter().any(|re| mutant.name.contains(re.as_str()));
+                        && !args
+                            .exclude_re
+                            .iter()
+                            .any(|re| mutant.name.contains(re.as_str()));
                     if selected {
                         keep.push(mutant);
                     }
