@@ -28,18 +28,47 @@ fn connect(serve: &Serve) -> std::net::TcpStream {
 fn a_foreground_jobs_hup_trap_runs_before_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(dir.path(), &["--shell-grace", "5s"]);
-    let mut tcp = connect(&serve);
-    // The job's cleanup takes a second, as removing a lock file after
-    // flushing state might.
+    hup_trap_runs(&serve, dir.path());
+}
+
+/// The same under `nohup wsdrain serve` (SIGHUP ignored): an ignored signal
+/// stays ignored across `exec`, and a POSIX shell refuses to trap a signal
+/// ignored on entry, so the job never heard the hang-up and was SIGKILLed
+/// after the grace time. The shell now starts with every signal at its
+/// default, as a login shell does.
+#[test]
+fn a_serve_started_with_sighup_ignored_still_hangs_up_its_shells() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start_with(dir.path(), &["--shell-grace", "5s"], |command| {
+        // SAFETY: signal() is async-signal-safe; nothing else runs here.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    });
+    hup_trap_runs(&serve, dir.path());
+}
+
+/// A job that traps SIGHUP, then the client goes away: the trap's cleanup
+/// (which takes a second, as removing a lock file after flushing state
+/// might) runs before the grace time is up.
+fn hup_trap_runs(serve: &Serve, workspace: &std::path::Path) {
+    let mut tcp = connect(serve);
     tcp.write_all(&shell_input(
         "sh -c 'trap \"sleep 1; echo done > hup-cleaned; exit 0\" HUP; echo ar\"\"med; while :; do sleep 0.1; done'\n",
     ))
     .unwrap();
     expect_shell_output(&mut tcp, "armed");
     reset(tcp);
-    let path = dir.path().join("hup-cleaned");
-    wait_until("the trap wrote its file", PATIENCE, || path.exists());
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), "done\n");
+    // The redirection creates the file before `echo` writes to it: wait for
+    // the content, not for the file.
+    let path = workspace.join("hup-cleaned");
+    wait_until("the trap wrote `done` to its file", PATIENCE, || {
+        std::fs::read_to_string(&path).is_ok_and(|content| content == "done\n")
+    });
     wait_until("the disconnect is logged", PATIENCE, || {
         serve.stderr().contains("client disconnected")
     });

@@ -77,6 +77,23 @@ pub(crate) fn spawn(
     if std::env::var_os("TERM").is_none_or(|t| t.is_empty()) {
         command = command.env("TERM", "xterm-256color");
     }
+    // The shell starts with every signal at its default, as login and sshd
+    // start one: `wsdrain serve` itself may run with SIGHUP ignored (under
+    // `nohup`), an ignored signal stays ignored across exec, and the shell
+    // and its jobs would then never hear the hang-up that ends a session
+    // (a POSIX shell even refuses to trap a signal ignored on entry).
+    // SAFETY: signal() is async-signal-safe, and the closure touches no
+    // memory of the parent's.
+    command = unsafe {
+        command.pre_exec(|| {
+            for signal in 1..32 {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+            }
+            Ok(())
+        })
+    };
     let child = command.spawn(pts).map_err(std::io::Error::other)?;
     let pid = child.id().unwrap_or(0);
     let master = pty.as_raw_fd();
