@@ -8,7 +8,7 @@ use std::time::Duration;
 
 pub(crate) const NAME: &str = "loom";
 
-pub(crate) use loom::cell::UnsafeCell as RawCell;
+pub(crate) use loom::cell::UnsafeCell;
 pub(crate) use loom::sync::Mutex as RawMutex;
 pub use std::sync::Arc;
 

@@ -16,11 +16,11 @@
 //! point, so the witness costs no executions. loom builds only: shuttle is
 //! sequentially consistent, and the real build has no checker to ask.
 
-use super::backend::RawCell;
+use super::backend::UnsafeCell;
 
 /// One task's exit, as a loom cell that holds nothing.
 #[derive(Debug)]
-pub struct Witness(RawCell<()>);
+pub struct Witness(UnsafeCell<()>);
 
 // SAFETY: the cell holds `()`: its accesses read and write no memory. They
 // only tell loom's execution state (one OS thread, the model's) which
@@ -30,7 +30,7 @@ unsafe impl Sync for Witness {}
 impl Witness {
     /// A witness of an event that has not happened yet.
     pub fn new() -> Self {
-        Self(RawCell::new(()))
+        Self(UnsafeCell::new(()))
     }
 
     /// The event happens now, on this thread (a write).
