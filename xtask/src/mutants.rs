@@ -5,7 +5,8 @@
 //! the shuttle (or loom) cell runner is rebuilt, and the model suites judge
 //! it: the fixed-client cells of every scenario, then the generated
 //! explorer's fixed-client job, then (`--facade`) the facade's model suite
-//! and the in-memory transport's; never the catalog's bug cells. A mutant
+//! and the in-memory transport's (under loom also the SC search's); never
+//! the catalog's bug cells. A mutant
 //! is *killed* when a cell fails (an oracle fires, a deadlock, an
 //! unexpected panic), gives no result (an abort) or runs past its time
 //! limit (a hang); otherwise it *survives*.
@@ -650,10 +651,20 @@ fn judge(binary: &Path, args: &MutantsArgs, before: bool) -> Verdict {
     // what the scenarios cannot see: a waker moved between tasks, a wait
     // dropped half-way. The transport's (loom-tests/tests/memory_transport.rs)
     // judges the harness's test double: a knob, a server action or a fault
-    // that silently does nothing leaves every scenario passing. They came
-    // with this mutation run, so only "after".
+    // that silently does nothing leaves every scenario passing. Under loom
+    // also the SC search's (loom-tests/tests/sc_search.rs): its switch in
+    // `sync/atomic.rs` is on only after a failure, so no passing cell sees
+    // it. They came with this mutation run, so only "after".
     if !before && args.facade {
-        for (suite, name) in [("facade", "facade"), ("memory_transport", "transport")] {
+        let loom_only: &[(&str, &str)] = if args.checker == Checker::Loom {
+            &[("sc_search", "SC search")]
+        } else {
+            &[]
+        };
+        for &(suite, name) in [("facade", "facade"), ("memory_transport", "transport")]
+            .iter()
+            .chain(loom_only)
+        {
             cells += 1;
             if let Some(by) = suite_kills(args, suite, name) {
                 return Verdict {
