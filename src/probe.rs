@@ -426,22 +426,21 @@ mod oracles {
 
         pub(super) fn exited(&self, ticket: u64) {
             let mut state = self.state();
-            let Some(index) = state.live.iter().position(|t| t.ticket == ticket) else {
-                return;
-            };
-            let task = state.live.remove(index);
+            #[cfg(not(wsdrain_loom))]
+            state.live.retain(|t| t.ticket != ticket);
+            // The exit happens here, before the task's wait-group `done`s: a
+            // barrier that synchronises with those sees it.
             #[cfg(wsdrain_loom)]
-            {
-                // The exit happens here, before the task's wait-group
-                // `done`s: a barrier that synchronises with those sees it.
+            if let Some(index) = state.live.iter().position(|t| t.ticket == ticket) {
+                let task = state.live.remove(index);
                 task.exit.record();
                 state.exited.push(ExitedTask {
                     name: task.to_string(),
                     closing: task.closing,
-                    exit: task.exit.clone(),
+                    exit: task.exit,
                 });
             }
-            drop((state, task));
+            drop(state);
             #[cfg(any(wsdrain_loom, wsdrain_shuttle))]
             crate::sync::trace::mark(TASK_EXITED);
         }
