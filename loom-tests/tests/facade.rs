@@ -594,6 +594,24 @@ fn close_after_close_sending_discards_the_rest() {
     });
 }
 
+/// A model task the probe tracks as a stream's `role` (a client's task for
+/// the drain-barrier oracle): it starts, exits, then runs `after_exit`
+/// (what a task does after its probe exit: its wait-group `done`s).
+#[cfg(wsdrain_loom)]
+fn tracked_task(
+    probe: &Arc<wsdrain::probe::Probe>,
+    role: wsdrain::probe::Role,
+    after_exit: impl FnOnce() + Send + 'static,
+) -> loom::thread::JoinHandle<()> {
+    let ticket = probe.spawned(role, Some(1));
+    let probe = probe.clone();
+    model_thread(move || {
+        probe.started(ticket);
+        probe.exited(ticket);
+        after_exit();
+    })
+}
+
 /// The drain-barrier oracle's happens-before witness (loom only: shuttle is
 /// sequentially consistent). A barrier that learns a task is gone through a
 /// `Relaxed` flag runs after the task's exit but has not synchronised with
@@ -608,20 +626,28 @@ fn barrier_after_an_exit(store: Ordering, load: Ordering) {
     model(move || {
         let probe = Arc::new(Probe::new("client"));
         let gone = Arc::new(AtomicBool::new(false));
-        let ticket = probe.spawned(Role::Writer, Some(1));
         let task = {
-            let (probe, gone) = (probe.clone(), gone.clone());
-            model_thread(move || {
-                probe.started(ticket);
-                probe.exited(ticket);
-                gone.store(true, store);
-            })
+            let gone = gone.clone();
+            tracked_task(&probe, Role::Writer, move || gone.store(true, store))
         };
         if gone.load(load) {
             probe.barrier_returned("close()");
         }
         task.join().unwrap();
     });
+}
+
+#[cfg(wsdrain_loom)]
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn a_barrier_that_does_not_synchronise_with_an_exit_fails() {
+    barrier_after_an_exit(Ordering::Relaxed, Ordering::Relaxed);
+}
+
+#[cfg(wsdrain_loom)]
+#[test]
+fn a_barrier_that_synchronises_with_an_exit_passes() {
+    barrier_after_an_exit(Ordering::Release, Ordering::Acquire);
 }
 
 /// A `wait()` that returns synchronises with every `done`, not only the
@@ -638,13 +664,8 @@ fn a_wait_synchronises_with_every_done() {
         let tasks: Vec<_> = [Role::Reader, Role::Writer]
             .into_iter()
             .map(|role| {
-                let ticket = probe.spawned(role, Some(1));
-                let (probe, wg) = (probe.clone(), wg.clone());
-                model_thread(move || {
-                    probe.started(ticket);
-                    probe.exited(ticket);
-                    wg.done();
-                })
+                let wg = wg.clone();
+                tracked_task(&probe, role, move || wg.done())
             })
             .collect();
         block_on(wg.wait());
@@ -653,17 +674,4 @@ fn a_wait_synchronises_with_every_done() {
             task.join().unwrap();
         }
     });
-}
-
-#[cfg(wsdrain_loom)]
-#[test]
-#[should_panic(expected = "Causality violation")]
-fn a_barrier_that_does_not_synchronise_with_an_exit_fails() {
-    barrier_after_an_exit(Ordering::Relaxed, Ordering::Relaxed);
-}
-
-#[cfg(wsdrain_loom)]
-#[test]
-fn a_barrier_that_synchronises_with_an_exit_passes() {
-    barrier_after_an_exit(Ordering::Release, Ordering::Acquire);
 }
