@@ -308,6 +308,8 @@ unsafe impl Send for SysStack {}
 /// instead StackBox<> would track it's usage and dealloc it
 pub struct Stack {
     buf: SysStack,
+    // wsdrain's patch: the size asked for, the key of the stack pool.
+    requested: usize,
 }
 
 impl Stack {
@@ -318,9 +320,15 @@ impl Stack {
 
         let bytes = usize::max(size * std::mem::size_of::<usize>(), SysStack::min_size());
 
-        let buf = SysStack::allocate(bytes, true).expect("failed to alloc sys stack");
+        let buf = match pool::take(bytes) {
+            Some(buf) => buf,
+            None => SysStack::allocate(bytes, true).expect("failed to alloc sys stack"),
+        };
 
-        let stk = Stack { buf };
+        let stk = Stack {
+            buf,
+            requested: bytes,
+        };
 
         // if size is not even we do the full foot print test
         let count = if track {
@@ -391,12 +399,11 @@ impl Stack {
         if self.buf.len() == 0 {
             return;
         }
-        let page_size = sys::page_size();
-        let guard = (self.buf.bottom as usize - page_size) as *mut c_void;
-        let size_with_guard = self.buf.len() + page_size;
-        unsafe {
-            sys::deallocate_stack(guard, size_with_guard);
-        }
+        // SAFETY: the stack is no longer in use (its last box was dropped):
+        // the pool owns it from here on.
+        pool::give(self.requested, unsafe {
+            SysStack::new(self.buf.top, self.buf.bottom)
+        });
     }
 
     fn shadow_clone(&self) -> Self {
@@ -405,6 +412,7 @@ impl Stack {
                 top: self.buf.top,
                 bottom: self.buf.bottom,
             },
+            requested: self.requested,
         }
     }
 }
@@ -413,5 +421,73 @@ impl fmt::Debug for Stack {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let offset = self.get_offset();
         write!(f, "Stack<{:?}, Offset={}>", self.buf, unsafe { *offset })
+    }
+}
+
+/// wsdrain's patch (the only change to generator 0.8.11): a stack freed by a
+/// dropped generator is kept, guard page and all, and handed to the next
+/// `Stack::new` of the same size on the same OS thread, instead of an
+/// `mmap`, an `mprotect` and a `munmap` per generator and fresh page faults
+/// on every first touch. loom makes one generator per model thread per
+/// execution: those calls and faults were most of a model run's time
+/// (wsdrain's `docs/verification.md`, "Where loom's time goes").
+mod pool {
+    use super::{sys, SysStack};
+    use std::cell::RefCell;
+    use std::os::raw::c_void;
+
+    /// Stacks kept per OS thread: more than a model's threads (loom allows
+    /// at most 5 by default), so a model never maps a stack twice.
+    const CAPACITY: usize = 64;
+
+    struct Pool(Vec<(usize, SysStack)>);
+
+    impl Drop for Pool {
+        fn drop(&mut self) {
+            for (_, stack) in self.0.drain(..) {
+                unmap(stack);
+            }
+        }
+    }
+
+    thread_local! {
+        static POOL: RefCell<Pool> = const { RefCell::new(Pool(Vec::new())) };
+    }
+
+    /// A kept stack allocated for `requested` bytes, if there is one.
+    pub(super) fn take(requested: usize) -> Option<SysStack> {
+        POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            let at = pool.0.iter().rposition(|(size, _)| *size == requested)?;
+            Some(pool.0.swap_remove(at).1)
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// Keep a stack no longer in use, or unmap it if the pool is full (or
+    /// already gone: the thread is exiting).
+    pub(super) fn give(requested: usize, stack: SysStack) {
+        let mut stack = Some(stack);
+        let _ = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.0.len() < CAPACITY {
+                pool.0.push((requested, stack.take().expect("not yet given")));
+            }
+        });
+        if let Some(stack) = stack {
+            unmap(stack);
+        }
+    }
+
+    /// What `Stack::drop_stack` did before the pool: unmap the stack and
+    /// its guard page.
+    fn unmap(stack: SysStack) {
+        let page_size = sys::page_size();
+        let guard = (stack.bottom() as usize - page_size) as *mut c_void;
+        let size_with_guard = stack.len() + page_size;
+        unsafe {
+            sys::deallocate_stack(guard, size_with_guard);
+        }
     }
 }
