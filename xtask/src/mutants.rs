@@ -86,7 +86,7 @@ pub struct MutantsArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// The judge's checker: `shuttle` (PCT depth 3) or `loom` (each
-    /// scenario's default bound).
+    /// scenario at the model suite's bound, `Scenario::suite_loom_bound`).
     #[arg(long, default_value = "shuttle", value_parser = crate::matrix::parse_checker)]
     pub checker: Checker,
     /// shuttle: executions per scenario cell.
@@ -607,7 +607,7 @@ fn judge(binary: &Path, args: &MutantsArgs, before: bool) -> Verdict {
         let command = match args.checker {
             Checker::Shuttle => command.depth(3).iterations(args.iterations),
             Checker::Loom => command
-                .bound(scenario.loom_bound())
+                .bound(scenario.suite_loom_bound())
                 .max_seconds(args.cell_timeout),
         };
         cells += 1;

@@ -29,13 +29,13 @@ fn env_usize(name: &str) -> Option<usize> {
 }
 
 /// The fixed client passes `scenario`: under loom exhaustively at
-/// [`Scenario::loom_bound`] (overridden by `LOOM_MAX_PREEMPTIONS`), under
+/// [`Scenario::suite_loom_bound`] (overridden by `LOOM_MAX_PREEMPTIONS`), under
 /// shuttle for `SHUTTLE_ITERATIONS` (default 2000) PCT executions of depth 3.
 pub fn fixed_client_passes(scenario: Scenario) -> CellResult {
     let command = CellCommand::run(scenario, "fixed").no_trace();
     let command = match CHECKER {
         Checker::Loom => {
-            command.bound(env_usize("LOOM_MAX_PREEMPTIONS").unwrap_or(scenario.loom_bound()))
+            command.bound(env_usize("LOOM_MAX_PREEMPTIONS").unwrap_or(scenario.suite_loom_bound()))
         }
         Checker::Shuttle => command
             .depth(3)
