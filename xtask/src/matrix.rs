@@ -433,7 +433,7 @@ fn run_all(
                         else {
                             break;
                         };
-                        let cell = progress.started(expected);
+                        let cell = progress.started(job_label(&job), expected);
                         let started = Instant::now();
                         let outcome = job.command.execute(&binary);
                         times
@@ -473,6 +473,26 @@ fn run_all(
 /// the progress estimate's cell times.
 fn job_key(job: &Job) -> String {
     format!("{} {}", job.checker.name(), job.command.args().join(" "))
+}
+
+/// A job in a few words for the progress line: `loom S11 fixed`.
+fn job_label(job: &Job) -> String {
+    let args = job.command.args();
+    let value = |flag: &str| {
+        args.windows(2)
+            .find(|pair| pair[0] == flag)
+            .map(|pair| pair[1].as_str())
+    };
+    match (value("--scenario"), value("--variant")) {
+        (Some(scenario), Some(variant)) => {
+            format!("{} {scenario} {variant}", job.checker.name())
+        }
+        _ => format!(
+            "{} {}",
+            job.checker.name(),
+            args.first().map_or("cell", String::as_str)
+        ),
+    }
 }
 
 /// What `cargo xtask replay` reruns.

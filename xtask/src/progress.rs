@@ -19,6 +19,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// How often a plain progress line is printed when not on a terminal.
 pub const LINE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// A cell running this long is named on the progress line.
+const LONG_CELL: Duration = Duration::from_secs(60);
+
 /// The progress of a set of cells run in parallel.
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -40,8 +43,8 @@ struct State {
     executions: usize,
     /// Expected ms of the cells not started yet.
     waiting_ms: f64,
-    /// The running cells: (id, start, expected ms).
-    running: Vec<(usize, Instant, f64)>,
+    /// The running cells: (id, start, expected ms, label).
+    running: Vec<(usize, Instant, f64, String)>,
     next_id: usize,
     /// Expected and actual ms of the finished cells: their ratio is the pace.
     done_expected_ms: f64,
@@ -97,13 +100,16 @@ impl Progress {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A cell expected to take `expected_ms` started.
-    pub fn started(&self, expected_ms: f64) -> Running {
+    /// A cell (`label`, e.g. `loom S11 fixed`) expected to take
+    /// `expected_ms` started.
+    pub fn started(&self, label: impl Into<String>, expected_ms: f64) -> Running {
         let mut state = self.lock();
         let id = state.next_id;
         state.next_id += 1;
         state.waiting_ms = (state.waiting_ms - expected_ms).max(0.0);
-        state.running.push((id, Instant::now(), expected_ms));
+        state
+            .running
+            .push((id, Instant::now(), expected_ms, label.into()));
         Running(id)
     }
 
@@ -111,7 +117,7 @@ impl Progress {
     pub fn finished(&self, cell: Running, executions: usize) {
         let mut state = self.lock();
         if let Some(at) = state.running.iter().position(|(id, ..)| *id == cell.0) {
-            let (_, start, expected) = state.running.swap_remove(at);
+            let (_, start, expected, _) = state.running.swap_remove(at);
             state.done_expected_ms += expected;
             state.done_actual_ms += start.elapsed().as_secs_f64() * 1e3;
         }
@@ -146,8 +152,18 @@ impl Progress {
             Some(left) => format!("~{} left", clock(left)),
             None => "estimate after the first cell".to_owned(),
         };
+        // A cell that has run for minutes is named: without an earlier
+        // run's times the estimate cannot know it (S11 at loom bound 2).
+        let longest = state
+            .running
+            .iter()
+            .map(|(_, start, _, label)| (start.elapsed(), label))
+            .max_by_key(|(elapsed, _)| *elapsed)
+            .filter(|(elapsed, _)| *elapsed >= LONG_CELL)
+            .map(|(elapsed, label)| format!(" ({label} running for {})", clock(elapsed)))
+            .unwrap_or_default();
         format!(
-            "{} executions, {} elapsed, {eta}",
+            "{} executions, {} elapsed, {eta}{longest}",
             state.executions,
             clock(self.started.elapsed())
         )
@@ -176,7 +192,7 @@ impl Progress {
         let running: f64 = state
             .running
             .iter()
-            .map(|(_, start, expected)| {
+            .map(|(_, start, expected, _)| {
                 (expected * pace - now.duration_since(*start).as_secs_f64() * 1e3).max(0.0)
             })
             .sum();
@@ -308,7 +324,7 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("estimate after the first cell"), "{line}");
-        let cell = progress.started(1.0);
+        let cell = progress.started("cell", 1.0);
         progress.finished(cell, 31_250);
         let line = progress.line();
         assert!(
@@ -317,13 +333,34 @@ mod tests {
         );
         assert!(line.ends_with(" left"), "{line}");
         for _ in 0..3 {
-            let cell = progress.started(1.0);
+            let cell = progress.started("cell", 1.0);
             progress.finished(cell, 1);
         }
         assert!(
             progress.line().ends_with("elapsed, done"),
             "{}",
             progress.line()
+        );
+    }
+
+    #[test]
+    fn a_cell_running_for_minutes_is_named() {
+        let progress = Progress::new(&[1.0; 3], false, 2);
+        let _quick = progress.started("shuttle S1 H1", 1.0);
+        let _long = progress.started("loom S11 fixed", 1.0);
+        assert!(
+            !progress.line().contains("running for"),
+            "{}",
+            progress.line()
+        );
+        let Some(earlier) = Instant::now().checked_sub(Duration::from_secs(125)) else {
+            return; // a clock this young cannot show it
+        };
+        progress.lock().running[1].1 = earlier;
+        let line = progress.line();
+        assert!(
+            line.ends_with("(loom S11 fixed running for 2:05)"),
+            "{line}"
         );
     }
 
@@ -350,11 +387,11 @@ mod tests {
         assert!((1.5..=2.0).contains(&left), "{}", progress.line());
         // The quick cells finishing moves it by next to nothing.
         for &ms in &expected[..98] {
-            let cell = progress.started(ms);
+            let cell = progress.started("cell", ms);
             progress.finished(cell, 1);
         }
-        let _s5 = progress.started(expected[98]);
-        let _s3 = progress.started(expected[99]);
+        let _s5 = progress.started("cell", expected[98]);
+        let _s3 = progress.started("cell", expected[99]);
         let line = progress.line();
         assert!(line.starts_with("98/100 cells done (2 running)"), "{line}");
         assert!(minutes_left(&line) >= 0.8, "{line}");
