@@ -1,6 +1,6 @@
-//! S12: server disconnect; the old reader's exit cleanup unpublishes the
-//! stream, then a new stream, then `close()` (S4's "cleanup before the new
-//! publish" window, split off S4 so each explores at a deeper bound).
+//! S12: server disconnect, at once a retirement (`close_workspace_stream`),
+//! a new stream and `close()`: the old reader's exit cleanup lands before or
+//! after the new publish, or straddles the retirement.
 //!
 //! One execution = one fresh client over the in-memory transport; see
 //! `Scenario::explores` for what the checkers interleave here.
@@ -21,6 +21,15 @@ fn h1_close_no_drain_is_caught() {
         Scenario::S12DisconnectThenNewStream,
         Bug::CloseNoDrain,
         Oracle::DrainBarrier,
+    );
+}
+
+#[test]
+fn h4_cleanup_clobber_is_caught() {
+    common::bug_is_caught(
+        Scenario::S12DisconnectThenNewStream,
+        Bug::CleanupClobber,
+        Oracle::Identity,
     );
 }
 
