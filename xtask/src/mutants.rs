@@ -8,8 +8,11 @@
 //! and the in-memory transport's (under loom also the SC search's); never
 //! the catalog's bug cells. A mutant
 //! is *killed* when a cell fails (an oracle fires, a deadlock, an
-//! unexpected panic), gives no result (an abort) or runs past its time
-//! limit (a hang); otherwise it *survives*.
+//! unexpected panic), gives no result (an abort), runs past its time
+//! limit (a hang) or, judged "after" under loom, explores its scenario to
+//! the end without hitting one of its race windows (`verify` fails such a
+//! run too; shuttle's 1,000 executions a cell can miss a rare window by
+//! chance, so there it is not counted); otherwise it *survives*.
 //! The patch is reverted after every mutant, also when a step fails.
 //!
 //! Two judges, from the same build of each mutant:
@@ -33,7 +36,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wsdrain_loom_tests::Scenario;
-use wsdrain_loom_tests::cell::{CellCommand, CellResult, Checker};
+use wsdrain_loom_tests::cell::{CellCommand, CellOutcome, CellResult, Checker};
 
 use crate::matrix::workspace_root;
 
@@ -752,15 +755,31 @@ fn killed_by(
     let mut stdout = String::new();
     use std::io::Read;
     let _ = child.stdout.take()?.read_to_string(&mut stdout);
-    match CellResult::parse(&stdout) {
-        Some(result) if result.caught() => Some(format!(
+    verdict(cell, CellResult::parse(&stdout), before)
+}
+
+/// How a finished cell's result line judges the mutant: `Some(why)` kills it.
+fn verdict(cell: &str, result: Option<CellResult>, before: bool) -> Option<String> {
+    let Some(result) = result else {
+        return Some(format!("{cell} (the cell aborted)"));
+    };
+    if result.caught() {
+        return Some(format!(
             "{cell} ({})",
             result
                 .oracle
                 .map_or("unclassified panic".to_owned(), |o| o.name().to_owned())
-        )),
-        Some(_) => None,
-        None => Some(format!("{cell} (the cell aborted)")),
+        ));
+    }
+    // An exhaustive run that never reached a window the fixed client always
+    // reaches: the mutant changed what the scenario does (`verify` fails it).
+    let complete = result.result == CellOutcome::Pass && result.executions > 0;
+    let missed = result.coverage.iter().find(|w| w.hits == 0);
+    match missed {
+        Some(window) if !before && complete && result.checker == Checker::Loom => {
+            Some(format!("{cell} (window never hit: {})", window.window))
+        }
+        _ => None,
     }
 }
 
@@ -776,6 +795,43 @@ fn git(root: &Path, args: &[&str]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn loom_pass(hits: &[usize]) -> CellResult {
+        let mut result =
+            CellResult::new(Checker::Loom, "S12", "fixed".into(), "loom bound 2".into());
+        result.executions = 10;
+        result.coverage = hits
+            .iter()
+            .enumerate()
+            .map(|(i, &hits)| wsdrain_loom_tests::windows::WindowHits {
+                window: format!("window {i}"),
+                hits,
+            })
+            .collect();
+        result
+    }
+
+    #[test]
+    fn a_complete_loom_run_that_misses_a_window_kills_the_mutant() {
+        assert_eq!(verdict("S12", Some(loom_pass(&[3, 7])), false), None);
+        assert_eq!(
+            verdict("S12", Some(loom_pass(&[3, 0])), false).as_deref(),
+            Some("S12 (window never hit: window 1)")
+        );
+        // Not under the "before" judge, not for a run cut short, not under
+        // shuttle (whose sampled runs can miss a rare window by chance).
+        assert_eq!(verdict("S12", Some(loom_pass(&[0])), true), None);
+        let mut cut_short = loom_pass(&[0]);
+        cut_short.result = CellOutcome::Incomplete;
+        assert_eq!(verdict("S12", Some(cut_short), false), None);
+        let mut shuttle = loom_pass(&[0]);
+        shuttle.checker = Checker::Shuttle;
+        assert_eq!(verdict("S12", Some(shuttle), false), None);
+        assert_eq!(
+            verdict("S12", None, false).as_deref(),
+            Some("S12 (the cell aborted)")
+        );
+    }
     use clap::Parser;
 
     #[derive(Parser)]
