@@ -361,6 +361,14 @@ impl CellCommand {
         &self.args
     }
 
+    /// The value given to `flag` (`"--scenario"` -> `"S11"`), if any.
+    pub fn value_of(&self, flag: &str) -> Option<&str> {
+        self.args
+            .windows(2)
+            .find(|pair| pair[0] == flag)
+            .map(|pair| pair[1].as_str())
+    }
+
     fn output(&self, binary: &Path) -> Result<(String, String), String> {
         let output = Command::new(binary)
             .args(&self.args)

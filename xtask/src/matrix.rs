@@ -279,9 +279,8 @@ pub(crate) fn jobs(
         job.kind == JobKind::Fixed
             && job
                 .command
-                .args()
-                .windows(2)
-                .any(|pair| pair[0] == "--scenario" && long.contains(&pair[1].as_str()))
+                .value_of("--scenario")
+                .is_some_and(|id| long.contains(&id))
     };
     jobs.sort_by_key(|job| !is_long(job));
     jobs
@@ -477,20 +476,18 @@ fn job_key(job: &Job) -> String {
 
 /// A job in a few words for the progress line: `loom S11 fixed`.
 fn job_label(job: &Job) -> String {
-    let args = job.command.args();
-    let value = |flag: &str| {
-        args.windows(2)
-            .find(|pair| pair[0] == flag)
-            .map(|pair| pair[1].as_str())
-    };
-    match (value("--scenario"), value("--variant")) {
+    let command = &job.command;
+    match (
+        command.value_of("--scenario"),
+        command.value_of("--variant"),
+    ) {
         (Some(scenario), Some(variant)) => {
             format!("{} {scenario} {variant}", job.checker.name())
         }
         _ => format!(
             "{} {}",
             job.checker.name(),
-            args.first().map_or("cell", String::as_str)
+            command.args().first().map_or("cell", String::as_str)
         ),
     }
 }
