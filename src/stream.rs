@@ -61,10 +61,19 @@ impl StreamEnd {
 #[derive(Debug)]
 pub(crate) struct StreamInner {
     pub(crate) id: u64,
-    /// Shutdown requested: wakes the reader; what `done()` reports.
+    /// Shutdown requested: what `done()` reports and what both tasks check.
+    /// It wakes `done()`'s waiters and a writer inside a write, not a reader
+    /// parked in a read (see `stop_reading`).
     closed: CloseSignal,
     /// Input for the writer task; closing it wakes the writer.
     input: Queue<Envelope>,
+    /// The close chain's last link: the writer closes it as it exits, after
+    /// its Close frame, and only then is a reader parked in a read woken.
+    /// `close()` wakes one task (the writer), which hands over to the
+    /// reader, whose exit releases the closer, all on one worker; waking
+    /// both tasks from `close()` made tokio wake the runtime's second worker
+    /// (a futex call) in every close (docs/performance.md, section 5).
+    stop_reading: CloseSignal,
     /// The reader and the writer, as in Go's per-stream `wg`.
     pub(crate) wg: WaitGroup,
     /// Which task is the reader (for `Client::close` from a handler): set
@@ -83,6 +92,7 @@ impl StreamInner {
             id,
             closed: CloseSignal::new(),
             input: Queue::new(capacity),
+            stop_reading: CloseSignal::new(),
             wg: WaitGroup::named(crate::sync::trace::name(|| format!("stream#{id}.wg"))),
             reader_task: SetOnce::new(),
             reader_released: AtomicBool::new(false),
@@ -90,10 +100,12 @@ impl StreamInner {
         }
     }
 
-    /// Request shutdown of both tasks: the reader through the close signal,
-    /// the writer through its input queue. Idempotent.
+    /// Request shutdown of both tasks: set the close signal, and close the
+    /// input queue, which wakes the writer; the writer stops the reader as
+    /// it exits (`stop_reading`). A reader running a handler sees the signal
+    /// before its next read. Idempotent.
     pub(crate) fn close(&self) {
-        self.close_connection();
+        self.mark_closed();
         let discarded = self.input.close();
         if discarded > 0 {
             tracing::debug!(
@@ -104,12 +116,18 @@ impl StreamInner {
         }
     }
 
-    /// Close only the connection side (wakes the reader, fires `done`).
-    /// On its own this is bug H7: the writer is not woken.
-    pub(crate) fn close_connection(&self) {
+    fn mark_closed(&self) {
         if self.closed.close() {
             tracing::debug!(stream = self.id, "workspace stream closing");
         }
+    }
+
+    /// Close only the connection side: fire `done` and stop the reader
+    /// directly, as closing a Go conn does. On its own this is bug H7: the
+    /// writer is not woken.
+    pub(crate) fn close_connection(&self) {
+        self.mark_closed();
+        self.stop_reading.close();
     }
 
     /// Close the way the configured client does (H7 closes the connection only).
@@ -357,10 +375,11 @@ async fn read_loop<R: FrameReader, H: Handler>(
     handler: &mut H,
 ) -> StreamEnd {
     // Outside the caught future, so that a handler's panic drops nothing
-    // of the client's (the close signal's registration) while it unwinds:
+    // of the client's (the stop signal's registration) while it unwinds:
     // what unwinds is the handler's call and future, as before (and the
     // read's finished future, whose drop does nothing).
-    let mut closed = pin!(stream.closed.closed());
+    // Not the close signal: the writer stops the reader as it exits.
+    let mut stop = pin!(stream.stop_reading.closed());
     let mut in_handler = false;
     // Unwind-safe to assert: after a handler panic nothing the loop left
     // half-done is used again (the handler is never called again, the
@@ -369,7 +388,7 @@ async fn read_loop<R: FrameReader, H: Handler>(
         stream,
         reader,
         handler,
-        closed.as_mut(),
+        stop.as_mut(),
         &mut in_handler,
     ))
     .catch_unwind()
@@ -391,7 +410,7 @@ async fn read_frames<R: FrameReader, H: Handler>(
     stream: &StreamInner,
     reader: &mut R,
     handler: &mut H,
-    mut closed: Pin<&mut Closed<'_>>,
+    mut stop: Pin<&mut Closed<'_>>,
     in_handler: &mut bool,
 ) -> StreamEnd {
     loop {
@@ -399,16 +418,27 @@ async fn read_frames<R: FrameReader, H: Handler>(
         if stream.closed.is_closed() {
             return StreamEnd::Closed;
         }
-        // The read first; the close signal only while the read is pending
-        // (and then, once registered, for the price of an atomic load).
+        // The read first; the stop only while the read is pending (and
+        // then, once registered, for the price of an atomic load).
         let mut recv = pin!(reader.recv());
+        let mut waited = false;
         let next = poll_fn(|cx| match recv.as_mut().poll(cx) {
             Poll::Ready(frame) => Poll::Ready(Some(frame)),
-            Poll::Pending => closed.as_mut().poll(cx).map(|()| None),
+            Poll::Pending => {
+                waited = true;
+                stop.as_mut().poll(cx).map(|()| None)
+            }
         });
         let Some(frame) = next.await else {
             return StreamEnd::Closed;
         };
+        // A frame that arrived while the reader was parked may come after a
+        // close, which no longer wakes the reader at once (the writer sends
+        // its Close frame first): it is not handed to the handler. A frame
+        // ready without a wait was checked for just above.
+        if waited && stream.closed.is_closed() {
+            return StreamEnd::Closed;
+        }
         let event = match frame {
             Ok(Received::Frame(Frame::Text(text))) => match Envelope::decode(text.as_str()) {
                 Ok(envelope) => Event::Message(envelope),
@@ -465,7 +495,33 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(a panic payload that is not a string)".to_owned())
 }
 
+/// The writer's exit, however it ends: stop the reader, the close chain's
+/// last link (`StreamInner::stop_reading`), after the Close frame went out.
+/// A writer that ended without a close (it unwound, or its task was
+/// dropped) closes the stream first, so that `done()` fires and the reader
+/// does not report a close this side never asked for.
+struct WriterExit<'a> {
+    stream: &'a StreamInner,
+    /// The loop ended the normal way: the stream was closed.
+    closed: bool,
+}
+
+impl Drop for WriterExit<'_> {
+    fn drop(&mut self) {
+        if !self.closed {
+            let cause = Error::Transport("the writer task unwound or was dropped".into());
+            self.stream.finish(StreamEnd::Failed(PlainArc::new(cause)));
+            self.stream.close();
+        }
+        self.stream.stop_reading.close();
+    }
+}
+
 async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
+    let mut exit = WriterExit {
+        stream,
+        closed: false,
+    };
     let mut batch = Vec::new();
     // Created once: re-polled only while a write is pending.
     let mut closed = pin!(stream.closed.closed());
@@ -534,7 +590,11 @@ async fn run_writer<W: FrameWriter>(stream: &StreamInner, mut writer: W) {
             }
         }
     }
+    // Every way out of the loop follows a close (the queue's, the signal's,
+    // or the one after a failed write).
+    exit.closed = true;
     // Bounded by `close_timeout` in the real transport, even if still stuck.
+    // The reader is stopped after it (`exit`'s drop).
     writer.close().await;
 }
 
@@ -707,6 +767,99 @@ mod tests {
         let payload = caught.expect_err("the reader's panic must unwind out of read_loop");
         assert_eq!(panic_message(&*payload), "reader bug");
         assert_eq!(*handled.lock(), 1, "the frame before the panic was handled");
+    }
+
+    /// A reader fed by a channel: parked in a read until a frame is sent.
+    struct Fed(tokio::sync::mpsc::UnboundedReceiver<Received>);
+
+    impl FrameReader for Fed {
+        async fn recv(&mut self) -> Result<Received> {
+            Ok(self
+                .0
+                .recv()
+                .await
+                .unwrap_or(Received::End(ServerEnd::NoCloseFrame)))
+        }
+    }
+
+    fn ping_frame() -> Received {
+        Received::Frame(Frame::Text(Envelope::new(Message::Ping).encode().into()))
+    }
+
+    /// The close chain: `close()` does not wake a reader parked in a read
+    /// (the writer stops it as it exits), so a frame that arrives in
+    /// between must not reach the handler: the stream was closed before it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_frame_that_arrives_after_a_close_is_not_handled() {
+        let stream = Arc::new(StreamInner::new(1, 4));
+        let (frames, rx) = tokio::sync::mpsc::unbounded_channel();
+        let handled = Arc::new(crate::sync::Mutex::new(0));
+        let reader = tokio::spawn({
+            let (stream, handled) = (stream.clone(), handled.clone());
+            async move {
+                let mut handler = move |_: Event| {
+                    *handled.lock() += 1;
+                    std::future::ready(())
+                };
+                read_loop(&stream, &mut Fed(rx), &mut handler).await
+            }
+        });
+        frames.send(ping_frame()).unwrap();
+        while *handled.lock() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Parked in its next read; close, then a frame arrives.
+        tokio::task::yield_now().await;
+        stream.close();
+        frames.send(ping_frame()).unwrap();
+        let end = reader.await.unwrap();
+        assert!(matches!(end, StreamEnd::Closed), "{end:?}");
+        assert_eq!(*handled.lock(), 1, "the frame after the close was handled");
+    }
+
+    /// However the writer ends, its exit stops a reader parked in a read;
+    /// a writer that ends without a close (it unwound) closes the stream
+    /// and says why, so the reader does not report a close nobody asked for.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_writer_exit_stops_the_reader() {
+        for closed in [true, false] {
+            let stream = Arc::new(StreamInner::new(1, 4));
+            let (_frames, rx) = tokio::sync::mpsc::unbounded_channel();
+            let reader = tokio::spawn({
+                let stream = stream.clone();
+                async move {
+                    let mut handler = |_: Event| std::future::ready(());
+                    read_loop(&stream, &mut Fed(rx), &mut handler).await
+                }
+            });
+            tokio::task::yield_now().await;
+            if closed {
+                stream.close();
+                tokio::task::yield_now().await;
+                assert!(
+                    !reader.is_finished(),
+                    "close() woke the parked reader itself"
+                );
+            }
+            drop(WriterExit {
+                stream: &stream,
+                closed,
+            });
+            let end = tokio::time::timeout(std::time::Duration::from_secs(10), reader)
+                .await
+                .expect("the writer's exit did not stop the reader")
+                .unwrap();
+            assert!(matches!(end, StreamEnd::Closed), "{end:?}");
+            assert!(stream.closed.is_closed());
+            assert_eq!(stream.input.close(), 0);
+            if !closed {
+                assert!(
+                    matches!(stream.end.get(), Some(StreamEnd::Failed(_))),
+                    "{:?}",
+                    stream.end.get()
+                );
+            }
+        }
     }
 
     /// A writer that takes `ok` messages, then waits forever (a peer that
