@@ -209,7 +209,8 @@ impl WorkspaceStream {
             .map_err(|_| Error::StreamClosed)
     }
 
-    /// Request shutdown: wakes both tasks. Idempotent; returns at once (use
+    /// Request shutdown of both tasks (the writer sends its Close frame and
+    /// stops the reader as it exits). Idempotent; returns at once (use
     /// [`wait`](Self::wait) to know they have exited).
     pub fn close(&self) {
         self.inner.close();
