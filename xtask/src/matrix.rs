@@ -204,7 +204,6 @@ pub(crate) fn jobs(
             kind,
         })
     };
-    let mut long = Vec::new();
     for &scenario in scenarios {
         // The fixed client.
         let fixed = CellCommand::run(scenario, "fixed").no_trace();
@@ -215,9 +214,6 @@ pub(crate) fn jobs(
                     fixed.bound(bound).max_seconds(args.loom_seconds),
                     JobKind::Fixed,
                 );
-                if bound > scenario.suite_loom_bound() {
-                    long.push(scenario.id());
-                }
             }
             // Half under PCT (depth 3), half under the random scheduler:
             // they have different blind spots (PCT at depth 3 never ran a
@@ -271,19 +267,26 @@ pub(crate) fn jobs(
             }
         }
     }
-    // The loom cells that take minutes (the fixed client of the scenarios
-    // verify explores deeper than the model suite: S4 and S11 at bound 2)
-    // go first, so the other cores work through everything else meanwhile
-    // instead of waiting for them at the end.
-    let is_long = |job: &Job| {
-        job.kind == JobKind::Fixed
-            && job
-                .command
-                .value_of("--scenario")
-                .is_some_and(|id| long.contains(&id))
-    };
-    jobs.sort_by_key(|job| !is_long(job));
+    // The loom cells that take minutes go first, so the other cores work
+    // through everything else meanwhile instead of waiting for them at the end.
+    jobs.sort_by_key(|job| !takes_minutes(job));
     jobs
+}
+
+/// A loom cell of the fixed client explored deeper than the model suite
+/// explores it (S4 and S11 at bound 2): it takes minutes, where most cells
+/// take milliseconds.
+fn takes_minutes(job: &Job) -> bool {
+    let bound = job.command.value_of("--bound").and_then(|b| b.parse().ok());
+    let scenario = job
+        .command
+        .value_of("--scenario")
+        .and_then(Scenario::from_name);
+    job.kind == JobKind::Fixed
+        && job.checker == Checker::Loom
+        && bound
+            .zip(scenario)
+            .is_some_and(|(bound, scenario): (usize, Scenario)| bound > scenario.suite_loom_bound())
 }
 
 /// The jobs judged together: a shuttle seed's schedulers (PCT depth 2, 3
@@ -432,7 +435,7 @@ fn run_all(
                         else {
                             break;
                         };
-                        let cell = progress.started(job_label(&job), expected);
+                        let cell = progress.started(job_label(&job), expected, takes_minutes(&job));
                         let started = Instant::now();
                         let outcome = job.command.execute(&binary);
                         times
