@@ -43,8 +43,7 @@ struct State {
     executions: usize,
     /// Expected ms of the cells not started yet.
     waiting_ms: f64,
-    /// The running cells: (id, start, expected ms, label, takes minutes).
-    running: Vec<(usize, Instant, f64, String, bool)>,
+    running: Vec<RunningCell>,
     next_id: usize,
     /// Expected and actual ms of the finished cells: their ratio is the pace.
     done_expected_ms: f64,
@@ -54,6 +53,17 @@ struct State {
     done_untimed_ms: Vec<f64>,
     last_line: Option<Instant>,
     finished: bool,
+}
+
+/// A cell that is running.
+struct RunningCell {
+    id: usize,
+    start: Instant,
+    expected_ms: f64,
+    /// What the progress line calls it, e.g. `loom S11 fixed`.
+    label: String,
+    /// One of the few cells known to take minutes (see [`Progress::started`]).
+    takes_minutes: bool,
 }
 
 /// A started cell, for [`Progress::finished`].
@@ -121,21 +131,29 @@ impl Progress {
         let id = state.next_id;
         state.next_id += 1;
         state.waiting_ms = (state.waiting_ms - expected_ms).max(0.0);
-        state
-            .running
-            .push((id, Instant::now(), expected_ms, label.into(), takes_minutes));
+        state.running.push(RunningCell {
+            id,
+            start: Instant::now(),
+            expected_ms,
+            label: label.into(),
+            takes_minutes,
+        });
         Running(id)
     }
 
     /// A cell finished after `executions` explored executions.
     pub fn finished(&self, cell: Running, executions: usize) {
         let mut state = self.lock();
-        if let Some(at) = state.running.iter().position(|(id, ..)| *id == cell.0) {
-            let (_, start, expected, _, takes_minutes) = state.running.swap_remove(at);
-            let actual_ms = start.elapsed().as_secs_f64() * 1e3;
-            state.done_expected_ms += expected;
+        if let Some(at) = state
+            .running
+            .iter()
+            .position(|running| running.id == cell.0)
+        {
+            let done = state.running.swap_remove(at);
+            let actual_ms = done.start.elapsed().as_secs_f64() * 1e3;
+            state.done_expected_ms += done.expected_ms;
             state.done_actual_ms += actual_ms;
-            if !takes_minutes {
+            if !done.takes_minutes {
                 state.done_untimed_ms.push(actual_ms);
             }
         }
@@ -167,7 +185,7 @@ impl Progress {
     fn message(&self, state: &State) -> String {
         // Untimed, a running cell that takes minutes is not in the estimate
         // (nothing says how long it takes): the estimate is for the rest.
-        let unknown = !self.timed && state.running.iter().any(|cell| cell.4);
+        let unknown = !self.timed && state.running.iter().any(|cell| cell.takes_minutes);
         let eta = match self.left(state) {
             _ if state.done >= self.total => "done".to_owned(),
             Some(left) if unknown => format!("~{} left for the rest", clock(left)),
@@ -179,7 +197,7 @@ impl Progress {
         let longest = state
             .running
             .iter()
-            .map(|(_, start, _, label, _)| (start.elapsed(), label))
+            .map(|cell| (cell.start.elapsed(), &cell.label))
             .max_by_key(|(elapsed, _)| *elapsed)
             .filter(|(elapsed, _)| *elapsed >= LONG_CELL)
             .map(|(elapsed, label)| format!(" ({label} running for {})", clock(elapsed)))
@@ -216,8 +234,9 @@ impl Progress {
         let running: f64 = state
             .running
             .iter()
-            .map(|(_, start, expected, ..)| {
-                (expected * pace - now.duration_since(*start).as_secs_f64() * 1e3).max(0.0)
+            .map(|cell| {
+                (cell.expected_ms * pace - now.duration_since(cell.start).as_secs_f64() * 1e3)
+                    .max(0.0)
             })
             .sum();
         let ms = (state.waiting_ms * pace + running) / self.workers as f64;
@@ -387,7 +406,7 @@ mod tests {
         let Some(earlier) = Instant::now().checked_sub(Duration::from_secs(125)) else {
             return; // a clock this young cannot show it
         };
-        progress.lock().running[1].1 = earlier;
+        progress.lock().running[1].start = earlier;
         let line = progress.line();
         assert!(
             line.ends_with("(loom S11 fixed running for 2:05)"),
@@ -438,7 +457,7 @@ mod tests {
         let Some(earlier) = Instant::now().checked_sub(Duration::from_secs(166)) else {
             return; // a clock this young cannot show it
         };
-        progress.lock().running[0].1 = earlier;
+        progress.lock().running[0].start = earlier;
         progress.finished(long, 1);
         assert!(
             progress.line().contains("estimate after the first cell"),
@@ -469,7 +488,7 @@ mod tests {
         for i in 0..20 {
             let cell = progress.started("cell", 1.0, false);
             if i < 3 {
-                progress.lock().running[0].1 = earlier;
+                progress.lock().running[0].start = earlier;
             }
             progress.finished(cell, 1);
         }
