@@ -308,14 +308,13 @@ impl CellTimes {
     /// median of the known ones; and whether any was known (if none, the
     /// times are placeholders of 1 ms each).
     pub fn expected(&self, keys: &[String]) -> (Vec<f64>, bool) {
-        let mut known: Vec<f64> = keys
+        let known: Vec<f64> = keys
             .iter()
             .filter_map(|k| self.ms.get(k))
             .copied()
             .collect();
-        known.sort_by(f64::total_cmp);
         let timed = !known.is_empty();
-        let fallback = known.get(known.len() / 2).copied().unwrap_or(1.0).max(1.0);
+        let fallback = median(&known).unwrap_or(1.0).max(1.0);
         let ms = keys
             .iter()
             .map(|k| self.ms.get(k).copied().unwrap_or(fallback).max(1.0))
