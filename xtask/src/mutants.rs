@@ -795,6 +795,7 @@ fn git(root: &Path, args: &[&str]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     fn loom_pass(hits: &[usize]) -> CellResult {
         let mut result =
@@ -832,7 +833,6 @@ mod tests {
             Some("S12 (the cell aborted)")
         );
     }
-    use clap::Parser;
 
     #[derive(Parser)]
     struct Argv {
