@@ -8,7 +8,11 @@
 //! Each sample opens a fresh connection (not timed), lets it settle (idle:
 //! 1 ms, both tasks parked; load: until 1,000 messages of a server that
 //! floods 64-byte `shell_output` frames have been handled), then times the
-//! close alone. The summary prints p50/p99/max over interleaved blocks.
+//! close alone. The summary prints p50/p99/max of every sample, taken in
+//! interleaved rounds (a block of each case per round, idle cases apart
+//! from the cases under load, the order varied per round),
+//! and each p50 ratio paired per round: the median over rounds of the ratio
+//! of the two cases' block medians, with the quartiles of those ratios.
 //!
 //! Alternatives:
 //! - `wsdrain idle (task)`: `Client::close()` called from a tokio task;
@@ -31,7 +35,7 @@ use std::time::Duration;
 
 use alts::{Load, plain_close, wsdrain_close};
 use criterion::Criterion;
-use support::{BenchServer, Mode, fmt_dur, percentiles, ratio, size};
+use support::{BenchServer, Mode, Rounds, fmt_dur, percentiles, ratio, round_order, size};
 use tokio::runtime::Runtime;
 
 #[derive(Clone, Copy)]
@@ -113,12 +117,36 @@ fn main() {
     g.finish();
     c.final_summary();
 
-    // Percentiles: interleaved blocks of 50 samples per case.
+    // Interleaved rounds: each round times a block of samples of every
+    // case, the idle cases first, then the cases under load, each group in
+    // the order `round_order` gives. This VM's close latency switches
+    // between two states seconds apart (plain idle p50 about 11 us in one,
+    // 23 us in the other); with long blocks and pooled medians, one case
+    // could land in the fast state and another in the slow one, which read
+    // as a 2x gap that no code made. So the ratios are paired per round
+    // (each round's block medians, like the other benches' rounds) and the
+    // percentiles pool every sample. Idle cases are compared with idle ones
+    // and run apart from the flooding server's connections, after a pause
+    // that lets it wind down.
+    let rounds = size(40, 2) as usize;
+    let block = size(10, 2) as usize;
+    let groups: [&[usize]; 2] = [&[0, 1, 2, 3], &[4, 5, 6]];
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
-    for _ in 0..size(8, 1) {
-        for (i, (_, alt, load)) in cases.iter().enumerate() {
-            for _ in 0..size(50, 3) {
-                samples[i].push(sample(&rt, &servers, *alt, *load));
+    let mut block_medians: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); cases.len()];
+    for round in 0..rounds {
+        std::thread::sleep(Duration::from_millis(20));
+        for group in groups {
+            for k in round_order(round, group.len()) {
+                let i = group[k];
+                let (_, alt, load) = cases[i];
+                let mut times: Vec<f64> = (0..block)
+                    .map(|_| {
+                        let t = sample(&rt, &servers, alt, load);
+                        samples[i].push(t);
+                        t.as_nanos() as f64
+                    })
+                    .collect();
+                block_medians[i].push(support::median(&mut times));
             }
         }
     }
@@ -126,19 +154,25 @@ fn main() {
     for ((name, _, _), s) in cases.iter().zip(samples.iter_mut()) {
         let (p50, p99, max) = percentiles(s);
         println!(
-            "[summary] close/{name}: p50 {} p99 {} max {} ({} samples; load {})",
+            "[summary] close/{name}: p50 {} p99 {} max {} ({} samples in {rounds} interleaved rounds; load {})",
             fmt_dur(p50),
             fmt_dur(p99),
             fmt_dur(max),
             s.len(),
             support::load()
         );
-        p.push((p50.as_nanos() as f64, p99.as_nanos() as f64));
+        p.push(p99.as_nanos() as f64);
     }
-    ratio("p50 wsdrain idle", p[0].0, "plain idle", p[2].0);
-    ratio("p99 wsdrain idle", p[0].1, "plain idle", p[2].1);
-    ratio("p50 wsdrain load", p[4].0, "plain load", p[5].0);
-    ratio("p99 wsdrain load", p[4].1, "plain load", p[5].1);
-    ratio("p50 wsdrain idle", p[0].0, "plain+release idle", p[3].0);
-    ratio("p50 wsdrain load", p[4].0, "plain+release load", p[6].0);
+    let m = Rounds {
+        samples: block_medians,
+    };
+    m.print_ratio("p50 wsdrain idle", 0, "plain idle", 2);
+    m.print_ratio("p50 wsdrain load", 4, "plain load", 5);
+    m.print_ratio("p50 wsdrain idle", 0, "plain+release idle", 3);
+    m.print_ratio("p50 wsdrain load", 4, "plain+release load", 6);
+    m.print_ratio("p50 plain+release idle", 3, "plain idle", 2);
+    m.print_ratio("p50 plain+release load", 6, "plain load", 5);
+    // A p99 cannot be paired per block of ten: pooled.
+    ratio("p99 (pooled) wsdrain idle", p[0], "plain idle", p[2]);
+    ratio("p99 (pooled) wsdrain load", p[4], "plain load", p[5]);
 }

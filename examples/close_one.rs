@@ -1,10 +1,12 @@
-//! The close bench's idle case for one alternative alone, for profiling
-//! (issue 12): `cargo run --release --example close_one -- ALT N` opens a
-//! stream, lets it settle and closes it, N times, and prints the median
-//! close time. `ALT` is `wsdrain` (`Client::close()` from a task), `plain`
+//! The close bench's cases for one load, for profiling (issue 12):
+//! `cargo run --release --example close_one -- ALT N` opens a stream, lets
+//! it settle and closes it, N times, and prints the close time's
+//! percentiles. `ALT` is `wsdrain` (`Client::close()` from a task), `plain`
 //! (token + Close frame + join) or `release` (plain, and the socket closed
-//! inside the timing), as in benches/close.rs; `load` after `ALT` runs the
-//! bench's under-load case instead.
+//! inside the timing), as in benches/close.rs; `all` runs the three in
+//! interleaved rounds (N closes of each, in blocks of ten) and prints the
+//! p50 ratios paired per round, as the bench does. `load` after `ALT` runs
+//! the bench's under-load case instead.
 
 #[path = "../benches/support/close_alts.rs"]
 mod alts;
@@ -14,7 +16,37 @@ mod support;
 use std::time::Duration;
 
 use alts::{Load, plain_close, wsdrain_close};
-use support::{BenchServer, Mode};
+use support::{BenchServer, Mode, Rounds, round_order};
+use tokio::runtime::Runtime;
+
+const ALTS: [&str; 3] = ["wsdrain", "plain", "release"];
+const BLOCK: usize = 10;
+
+fn close_once(rt: &Runtime, server: &BenchServer, alt: &str, load: Load) -> Duration {
+    match alt {
+        "wsdrain" => rt
+            .block_on(rt.spawn(wsdrain_close(server.base_url(), load)))
+            .unwrap(),
+        "plain" => rt
+            .block_on(rt.spawn(plain_close(server.ws_url(), load, false)))
+            .unwrap(),
+        "release" => rt
+            .block_on(rt.spawn(plain_close(server.ws_url(), load, true)))
+            .unwrap(),
+        other => panic!("unknown alternative {other:?}: wsdrain, plain, release or all"),
+    }
+}
+
+fn print_percentiles(alt: &str, times: &mut [Duration]) {
+    let (p50, p99, max) = support::percentiles(times);
+    println!(
+        "{alt}: p50 {} p99 {} max {} ({} closes)",
+        support::fmt_dur(p50),
+        support::fmt_dur(p99),
+        support::fmt_dur(max),
+        times.len()
+    );
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,25 +68,35 @@ fn main() {
             frame: support::small_message().into(),
         },
     });
-    let mut times: Vec<Duration> = (0..count)
-        .map(|_| match alt {
-            "wsdrain" => rt
-                .block_on(rt.spawn(wsdrain_close(server.base_url(), load)))
-                .unwrap(),
-            "plain" => rt
-                .block_on(rt.spawn(plain_close(server.ws_url(), load, false)))
-                .unwrap(),
-            "release" => rt
-                .block_on(rt.spawn(plain_close(server.ws_url(), load, true)))
-                .unwrap(),
-            other => panic!("unknown alternative {other:?}: wsdrain, plain or release"),
-        })
-        .collect();
-    let (p50, p99, max) = support::percentiles(&mut times);
-    println!(
-        "{alt}: p50 {} p99 {} max {} ({count} closes)",
-        support::fmt_dur(p50),
-        support::fmt_dur(p99),
-        support::fmt_dur(max)
-    );
+    if alt != "all" {
+        let mut times: Vec<Duration> = (0..count)
+            .map(|_| close_once(&rt, &server, alt, load))
+            .collect();
+        print_percentiles(alt, &mut times);
+        return;
+    }
+    let rounds = count.div_ceil(BLOCK);
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); ALTS.len()];
+    let mut block_medians: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); ALTS.len()];
+    for round in 0..rounds {
+        for i in round_order(round, ALTS.len()) {
+            let mut block: Vec<f64> = (0..BLOCK)
+                .map(|_| {
+                    let t = close_once(&rt, &server, ALTS[i], load);
+                    times[i].push(t);
+                    t.as_nanos() as f64
+                })
+                .collect();
+            block_medians[i].push(support::median(&mut block));
+        }
+    }
+    for (alt, times) in ALTS.iter().zip(times.iter_mut()) {
+        print_percentiles(alt, times);
+    }
+    let m = Rounds {
+        samples: block_medians,
+    };
+    m.print_ratio("p50 wsdrain", 0, "plain", 1);
+    m.print_ratio("p50 wsdrain", 0, "plain+release", 2);
+    m.print_ratio("p50 plain+release", 2, "plain", 1);
 }

@@ -141,10 +141,7 @@ pub fn interleaved(title: &str, iters: u64, rounds: usize, alts: &mut [Alt<'_>])
     }
     let n = alts.len();
     for round in 0..rounds {
-        // Rotate who goes first: running first (or right after a given
-        // neighbour) is measurably not neutral on this machine.
-        for k in 0..n {
-            let i = (round + k) % n;
+        for i in round_order(round, n) {
             let t = (alts[i].run)(iters);
             samples[i].push(t.as_nanos() as f64 / iters as f64);
         }
@@ -161,6 +158,20 @@ pub fn interleaved(title: &str, iters: u64, rounds: usize, alts: &mut [Alt<'_>])
         load()
     );
     rounds_out
+}
+
+/// The order in which round `round` runs `n` alternatives. Running first,
+/// or right after a given neighbour, is measurably not neutral on this
+/// machine (a close right after a close under load, with the flooding
+/// server still winding down, is slower). So the start rotates every round,
+/// and every other round runs backwards: each alternative follows each of
+/// its two cyclic neighbours in half the rounds, instead of always the same.
+pub fn round_order(round: usize, n: usize) -> impl Iterator<Item = usize> {
+    let backwards = round % 2 == 1;
+    (0..n).map(move |k| {
+        let step = if backwards { n - k } else { k };
+        (round / 2 + step) % n
+    })
 }
 
 /// Print `ratio X/Y = r` (a time ratio: below 1.0 means X is faster).
