@@ -5,20 +5,23 @@
 //! ```text
 //! cargo run --release --example scale -- --streams 10000 [--queue-capacity N] [--read-buffer BYTES]
 //!     [--concurrency 64] [--idle-secs 2] [--shell /usr/bin/true]
-//!     [--server-bin PATH] [--connect-timeout-secs 60] [--shared-ptys]
+//!     [--server-bin PATH] [--connect-timeout-secs 60] [--shared-ptys] [--shells N]
 //! ```
 //!
 //! * The server is `target/release/wsdrain serve --addr 127.0.0.1:0
 //!   --workspace <tempdir> --shell <shell>`, built first with
 //!   `cargo build --release --bin wsdrain` (unless `--server-bin` names one);
 //!   its first stdout line, `listening on HOST:PORT`, gives the address.
-//! * `serve` starts a shell on its own pty for every connection. The default
-//!   shell here is `/usr/bin/true`: it exits at once, so no process lingers
-//!   per connection, but the connection still holds its pty until it ends.
-//!   The kernel's pty limit (`/proc/sys/kernel/pty/max`, 4096 here), not the
-//!   client, caps how many connections get a shell; the others get an
-//!   `error` message from the server and stay open. So that a run never
-//!   takes the ptys of everything else on the machine, the example first
+//! * `serve` starts a connection's shell, on its own pty, when the
+//!   connection first needs it (its first `shell_input` or `shell_resize`),
+//!   so idle streams hold no pty. `--shells N` makes the first N streams
+//!   send one `shell_input` once all are open, and waits until the server
+//!   holds N ptys; with `--shell /bin/sh` each of them then keeps a live
+//!   shell (the default shell, `/usr/bin/true`, exits at once). The
+//!   kernel's pty limit (`/proc/sys/kernel/pty/max`, 4096 here) caps how
+//!   many connections get a shell; the others get an `error` message from
+//!   the server and stay open. So that a run never takes the ptys of
+//!   everything else on the machine, the example first
 //!   moves itself (and so the server) into a private mount namespace with a
 //!   new devpts instance, which may only use `pty/max - pty/reserve` ptys
 //!   (needs root; `--shared-ptys` skips it, and it falls back by itself).
@@ -30,7 +33,9 @@
 //! leak checks: the sum of `Client::live_tasks()` right after the closes
 //! returned (must be 0: the drain barrier), the runtime's
 //! `num_alive_tasks()` and this process's open file descriptors, back to
-//! their baseline. Exits 1 if a check fails.
+//! their baseline; the server's open file descriptors and ptys, back to
+//! their baseline once it has ended the connections. Exits 1 if a check
+//! fails.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -52,12 +57,13 @@ struct Args {
     server_bin: Option<PathBuf>,
     shared_ptys: bool,
     connect_timeout: Duration,
+    shells: usize,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: scale [--streams N] [--queue-capacity N] [--read-buffer BYTES] [--concurrency N] [--idle-secs S] \
-         [--shell PATH] [--server-bin PATH] [--shared-ptys] [--connect-timeout-secs S]"
+         [--shell PATH] [--server-bin PATH] [--shared-ptys] [--connect-timeout-secs S] [--shells N]"
     );
     std::process::exit(2)
 }
@@ -73,6 +79,7 @@ fn parse_args() -> Args {
         server_bin: None,
         shared_ptys: false,
         connect_timeout: Duration::from_secs(60),
+        shells: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -96,6 +103,7 @@ fn parse_args() -> Args {
                 args.connect_timeout =
                     Duration::from_secs_f64(value().parse().unwrap_or_else(|_| usage()))
             }
+            "--shells" => args.shells = value().parse().unwrap_or_else(|_| usage()),
             "-h" | "--help" => usage(),
             _ => usage(),
         }
@@ -196,6 +204,69 @@ fn cpu_seconds(pid: &str) -> f64 {
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// A process's open file descriptors: all of them, those of ptys
+/// (`/dev/ptmx` or `/dev/pts/ptmx` masters, `/dev/pts/N` sides), and the
+/// pidfds of the children it is waiting for (the server runs `git` now and
+/// then, with a pidfd and two pipes while it runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fds {
+    all: usize,
+    ptys: usize,
+    children: usize,
+}
+
+fn fds_of(pid: &str) -> Fds {
+    let targets: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let ptys = targets
+        .iter()
+        .filter(|t| t.starts_with("/dev/ptmx") || t.starts_with("/dev/pts"))
+        .count();
+    let children = targets
+        .iter()
+        .filter(|t| t.as_os_str() == "anon_inode:[pidfd]")
+        .count();
+    Fds {
+        all: targets.len(),
+        ptys,
+        children,
+    }
+}
+
+/// A process's descriptors once it is quiet: no child running (the server
+/// runs `git` at start-up; its pipes open before the pidfd does) and the
+/// same reading 100 ms apart.
+fn quiescent_fds(pid: &str) -> Fds {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = fds_of(pid);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = fds_of(pid);
+        if (now == last && now.children == 0) || Instant::now() >= deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Poll `probe` every 20 ms until `want` holds for its value or `limit`
+/// passes; the last value seen.
+fn wait_for<T: Copy>(limit: Duration, want: impl Fn(T) -> bool, probe: impl Fn() -> T) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let value = probe();
+        if want(value) || Instant::now() >= deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `VmRSS` of a process, in KiB.
@@ -358,6 +429,7 @@ fn main() {
 
     let seen = Arc::new(Seen::default());
     let base = snapshot(&rt);
+    let server_base = quiescent_fds(&server_pid);
 
     // Open.
     let cpu = || (cpu_seconds("self"), cpu_seconds(&server_pid));
@@ -379,8 +451,23 @@ fn main() {
     while (seen.connected.load(Ordering::Relaxed) as usize) < opened && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
+    // Shells, for the first `--shells` streams: one input each.
+    let shells = args.shells.min(clients.len());
+    rt.block_on(async {
+        for client in &clients[..shells] {
+            if let Some(stream) = client.workspace_stream() {
+                let _ = stream.write_shell_input("echo ready\n").await;
+            }
+        }
+    });
+    let server_shells = wait_for(
+        Duration::from_secs(60),
+        |fds: Fds| fds.ptys >= server_base.ptys + shells,
+        || fds_of(&server_pid),
+    );
     std::thread::sleep(args.idle);
     let open = snapshot(&rt);
+    let server_open = fds_of(&server_pid);
     let live_open: usize = clients.iter().map(Client::live_tasks).sum();
     let server_rss_open = rss_kib(&server_pid);
 
@@ -397,6 +484,13 @@ fn main() {
     drop(clients);
     std::thread::sleep(Duration::from_millis(100));
     let settled = snapshot(&rt);
+    // The server ends each connection's shell session with a grace time
+    // (SIGHUP, then SIGKILL), so it may take a moment after the closes.
+    let server_settled = wait_for(
+        Duration::from_secs(30),
+        |fds: Fds| fds == server_base,
+        || fds_of(&server_pid),
+    );
     // Hand the allocator's free memory back to the OS, to tell retained
     // free memory from live memory.
     // SAFETY: malloc_trim has no preconditions (glibc).
@@ -478,6 +572,14 @@ fn main() {
         "| open fds: baseline / open / right after close / settled | {} / {} / {} / {} |",
         base.fds, open.fds, after.fds, settled.fds
     );
+    println!(
+        "| server open fds: baseline / open / settled after close | {} / {} / {} |",
+        server_base.all, server_open.all, server_settled.all
+    );
+    println!(
+        "| server pty fds: baseline / shells started ({shells} asked) / open / settled after close | {} / {} / {} / {} |",
+        server_base.ptys, server_shells.ptys, server_open.ptys, server_settled.ptys
+    );
     println!("| server exit | {status} |");
 
     let mut ok = true;
@@ -495,6 +597,14 @@ fn main() {
         settled.alive_tasks == base.alive_tasks,
     );
     check("open fds back to baseline", settled.fds == base.fds);
+    check(
+        "the server's shells started",
+        server_shells.ptys >= server_base.ptys + shells,
+    );
+    check(
+        "server fds and ptys back to baseline",
+        server_settled == server_base,
+    );
     check("server exited cleanly", status.success());
     if !ok {
         std::process::exit(1);

@@ -164,3 +164,69 @@ fn no_shell_is_forked_until_a_connection_needs_one() {
     expect_shell_output(&mut tcp, "forked");
     assert_eq!(children(serve.pid()).len(), 1);
 }
+
+/// The server's open file descriptors: all of them, and those of ptys
+/// (`/dev/ptmx` masters and `/dev/pts/N` sides).
+fn server_fds(pid: i32) -> (usize, usize) {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return (0, 0);
+    };
+    let targets: Vec<_> = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .collect();
+    let ptys = targets
+        .iter()
+        .filter(|t| t.starts_with("/dev/ptmx") || t.starts_with("/dev/pts"))
+        .count();
+    (targets.len(), ptys)
+}
+
+/// Every connection that started a shell gives back its pty, its socket
+/// and its shell when it ends, whether the client closes or vanishes: the
+/// server's descriptors return to what they were before.
+#[test]
+fn ended_connections_give_back_their_ptys_and_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &["--shell-grace", "100ms"]);
+    let open_shell = |serve: &Serve| {
+        let mut tcp = connect(serve);
+        tcp.write_all(&shell_input("echo re\"\"ady\n")).unwrap();
+        expect_shell_output(&mut tcp, "ready");
+        tcp
+    };
+    // One connection first, so that whatever the server opens once, on
+    // its first shell, is in the baseline.
+    drop(open_shell(&serve));
+    wait_until("the first shell is gone", PATIENCE, || {
+        children(serve.pid()).is_empty()
+    });
+    let baseline = server_fds(serve.pid());
+    assert_eq!(baseline.1, 0, "ptys open with no shell running");
+
+    let mut conns: Vec<_> = (0..12).map(|_| open_shell(&serve)).collect();
+    let open = server_fds(serve.pid());
+    assert_eq!(children(serve.pid()).len(), 12);
+    assert!(open.1 >= 12, "a pty per shell, saw {} pty fds", open.1);
+    assert!(
+        open.0 >= baseline.0 + 24,
+        "a socket and a pty per connection"
+    );
+
+    // Half vanish (reset), half end cleanly (FIN).
+    for (i, tcp) in conns.drain(..).enumerate() {
+        if i % 2 == 0 {
+            reset(tcp);
+        } else {
+            drop(tcp);
+        }
+    }
+    wait_until("every shell is gone", PATIENCE, || {
+        children(serve.pid()).is_empty()
+    });
+    wait_until(
+        "the server's descriptors are back to baseline",
+        PATIENCE,
+        || server_fds(serve.pid()) == baseline,
+    );
+}
