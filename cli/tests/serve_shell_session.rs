@@ -198,10 +198,16 @@ fn ended_connections_give_back_their_ptys_and_descriptors() {
     // One connection first, so that whatever the server opens once, on
     // its first shell, is in the baseline.
     drop(open_shell(&serve));
-    wait_until("the first shell is gone", PATIENCE, || {
-        children(serve.pid()).is_empty()
+    // Quiet: no child (the shell, or `git` at start-up, whose pipes open
+    // before it is a child), and the same descriptors 100 ms apart.
+    let mut baseline = server_fds(serve.pid());
+    wait_until("the server is quiet", PATIENCE, || {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = server_fds(serve.pid());
+        let quiet = now == baseline && children(serve.pid()).is_empty();
+        baseline = now;
+        quiet
     });
-    let baseline = server_fds(serve.pid());
     assert_eq!(baseline.1, 0, "ptys open with no shell running");
 
     let mut conns: Vec<_> = (0..12).map(|_| open_shell(&serve)).collect();
