@@ -6,7 +6,9 @@
 //! - `throughput`: one op = a batch of 1,000 messages, from the first send
 //!   until the server has received the last one.
 //! - `latency`: one message at a time, from the call until the server has
-//!   received it (one process, one monotonic clock); p50/p99 in the summary.
+//!   received it (one process, one monotonic clock); p50/p99 in the summary,
+//!   from 40 interleaved rounds of 100 samples each, the p50 ratio paired
+//!   per round.
 //!
 //! Alternatives:
 //! - `wsdrain`: `write_shell_input` (queues; the stream's writer task encodes
@@ -33,7 +35,7 @@ mod support;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use support::{Alt, fmt_dur, interleaved, percentiles, ratio, size};
+use support::{Alt, Rounds, fmt_dur, interleaved, percentiles, ratio, round_order, size};
 
 #[path = "support/send_alts.rs"]
 mod alts;
@@ -113,17 +115,32 @@ fn main() {
     m.print_ratio("wsdrain", 0, "plain_batched", 2);
     m.print_ratio("wsdrain", 0, "plain_tasks", 3);
 
-    // Latency percentiles: interleaved blocks of 500 samples.
-    let per_block = size(500, 20);
-    let (mut ws, mut pl) = (Vec::new(), Vec::new());
-    for _ in 0..size(8, 1) {
-        ws.extend(wsdrain.latencies(&rt, per_block));
-        pl.extend(plain.borrow_mut().latencies(&rt, per_block));
+    // Latency: interleaved rounds, a block of samples of each per round in
+    // the order `round_order` gives; the p50 ratio is paired per round
+    // (block medians), as the close bench's, since this VM's latency
+    // switches between states faster than a long block; the percentiles
+    // pool every sample.
+    let rounds = size(40, 2) as usize;
+    let per_block = size(100, 20);
+    let mut samples: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let mut block_medians: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); 2];
+    for round in 0..rounds {
+        for i in round_order(round, 2) {
+            let block = if i == 0 {
+                wsdrain.latencies(&rt, per_block)
+            } else {
+                plain.borrow_mut().latencies(&rt, per_block)
+            };
+            let mut ns: Vec<f64> = block.iter().map(|d| d.as_nanos() as f64).collect();
+            block_medians[i].push(support::median(&mut ns));
+            samples[i].extend(block);
+        }
     }
-    let (w50, w99, wmax) = percentiles(&mut ws);
-    let (p50, p99, pmax) = percentiles(&mut pl);
+    let [ws, pl] = &mut samples;
+    let (w50, w99, wmax) = percentiles(ws);
+    let (p50, p99, pmax) = percentiles(pl);
     println!(
-        "[summary] send/latency ({} samples each; load {}): wsdrain p50 {} p99 {} max {}; plain_send p50 {} p99 {} max {}",
+        "[summary] send/latency ({} samples each in {rounds} interleaved rounds; load {}): wsdrain p50 {} p99 {} max {}; plain_send p50 {} p99 {} max {}",
         ws.len(),
         support::load(),
         fmt_dur(w50),
@@ -133,14 +150,13 @@ fn main() {
         fmt_dur(p99),
         fmt_dur(pmax)
     );
+    Rounds {
+        samples: block_medians,
+    }
+    .print_ratio("p50 wsdrain", 0, "plain_send", 1);
+    // A p99 cannot be paired per block of a hundred: pooled.
     ratio(
-        "p50 wsdrain",
-        w50.as_nanos() as f64,
-        "plain_send",
-        p50.as_nanos() as f64,
-    );
-    ratio(
-        "p99 wsdrain",
+        "p99 (pooled) wsdrain",
         w99.as_nanos() as f64,
         "plain_send",
         p99.as_nanos() as f64,
