@@ -132,7 +132,7 @@ fn main() {
     let block = size(10, 2) as usize;
     let groups: [&[usize]; 2] = [&[0, 1, 2, 3], &[4, 5, 6]];
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
-    let mut block_medians: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); cases.len()];
+    let mut block_medians: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     for round in 0..rounds {
         std::thread::sleep(Duration::from_millis(20));
         for group in groups {

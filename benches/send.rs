@@ -123,7 +123,7 @@ fn main() {
     let rounds = size(40, 2) as usize;
     let per_block = size(100, 20);
     let mut samples: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
-    let mut block_medians: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); 2];
+    let mut block_medians: Vec<Vec<f64>> = vec![Vec::new(); 2];
     for round in 0..rounds {
         for i in round_order(round, 2) {
             let block = if i == 0 {

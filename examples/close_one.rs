@@ -77,7 +77,7 @@ fn main() {
     }
     let rounds = count.div_ceil(BLOCK);
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); ALTS.len()];
-    let mut block_medians: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); ALTS.len()];
+    let mut block_medians: Vec<Vec<f64>> = vec![Vec::new(); ALTS.len()];
     for round in 0..rounds {
         for i in round_order(round, ALTS.len()) {
             let mut block: Vec<f64> = (0..BLOCK)
