@@ -10,7 +10,7 @@ use wsdrain_loom_tests::Scenario;
 use wsdrain_loom_tests::cell::{Catalog, CellCommand, CellResult, Checker};
 use wsdrain_loom_tests::listing::ListingStyle;
 
-use crate::progress::{CellTimes, Progress};
+use crate::progress::{CellTimes, Expected, Progress};
 use crate::report::{self, Report};
 use crate::shard::{RunRecord, Shard};
 
@@ -412,13 +412,29 @@ fn run_all(
     let times = Mutex::new(CellTimes::load(Path::new("target/wsdrain/cell-times.json")));
     let keys: Vec<String> = jobs.iter().map(|(_, job)| job_key(job)).collect();
     let (expected, timed) = times.lock().unwrap().expected(&keys);
+    // Where each expected time comes from, before this run records any.
+    let trust: Vec<Expected> = {
+        let times = times.lock().unwrap();
+        jobs.iter()
+            .zip(&keys)
+            .map(|((_, job), key)| {
+                if times.knows(key) {
+                    Expected::Timed
+                } else if takes_minutes(job) {
+                    Expected::GuessedLong
+                } else {
+                    Expected::Guessed
+                }
+            })
+            .collect()
+    };
     let workers = parallel
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
     let progress = Progress::new(&expected, timed, workers);
     let queue = Arc::new(Mutex::new(
         jobs.into_iter()
-            .zip(keys.into_iter().zip(expected))
+            .zip(keys.into_iter().zip(expected).zip(trust))
             .collect::<VecDeque<_>>(),
     ));
     let results = Arc::new(Mutex::new(Vec::with_capacity(total)));
@@ -430,12 +446,12 @@ fn run_all(
                     (&queue, &results, &errors, &progress, &times);
                 scope.spawn(move || {
                     loop {
-                        let Some(((binary, job), (key, expected))) =
+                        let Some(((binary, job), ((key, expected), trust))) =
                             queue.lock().unwrap().pop_front()
                         else {
                             break;
                         };
-                        let cell = progress.started(job_label(&job), expected, takes_minutes(&job));
+                        let cell = progress.started(job_label(&job), expected, trust);
                         let started = Instant::now();
                         let outcome = job.command.execute(&binary);
                         times

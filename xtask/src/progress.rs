@@ -49,10 +49,29 @@ struct State {
     done_expected_ms: f64,
     done_actual_ms: f64,
     /// Untimed: the actual ms of each finished cell, but for those that
-    /// take minutes (their median is the pace).
+    /// take minutes (their median is the pace). The two sums above leave
+    /// those out too ([`Expected::GuessedLong`]).
     done_untimed_ms: Vec<f64>,
     last_line: Option<Instant>,
     finished: bool,
+}
+
+/// Where a cell's expected time comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// Its wall time in an earlier run ([`CellTimes`]).
+    Timed,
+    /// Never timed: a placeholder (the median timed cell, or 1 ms with no
+    /// history). Most cells take milliseconds, so it says little.
+    Guessed,
+    /// Never timed, and one of the few cells known to take minutes where
+    /// the rest take milliseconds (S4 and S11 at loom bound 2; they run
+    /// first). The estimate leaves it out and says so ("left for the
+    /// rest"), and its time sets no pace: counted in, S4's 166 s made the
+    /// first run's estimate over a hundred minutes for a run that had four
+    /// left, and, with an earlier run that had timed other cells (a new
+    /// budget changes a cell's command), "~0:09 left" for five minutes.
+    GuessedLong,
 }
 
 /// A cell that is running.
@@ -62,8 +81,7 @@ struct RunningCell {
     expected_ms: f64,
     /// What the progress line calls it, e.g. `loom S11 fixed`.
     label: String,
-    /// One of the few cells known to take minutes (see [`Progress::started`]).
-    takes_minutes: bool,
+    expected: Expected,
 }
 
 /// A started cell, for [`Progress::finished`].
@@ -115,17 +133,12 @@ impl Progress {
     }
 
     /// A cell (`label`, e.g. `loom S11 fixed`) expected to take
-    /// `expected_ms` started; `takes_minutes` marks one of the few cells
-    /// known to take minutes where the rest take milliseconds (they run
-    /// first). Without an earlier run's times, such a cell says nothing of
-    /// the others' pace: counted in, the first one to finish (S4's, 166 s)
-    /// made the estimate over a hundred minutes for a run that had four
-    /// left.
+    /// `expected_ms` (from where: `expected`) started.
     pub fn started(
         &self,
         label: impl Into<String>,
         expected_ms: f64,
-        takes_minutes: bool,
+        expected: Expected,
     ) -> Running {
         let mut state = self.lock();
         let id = state.next_id;
@@ -136,7 +149,7 @@ impl Progress {
             start: Instant::now(),
             expected_ms,
             label: label.into(),
-            takes_minutes,
+            expected,
         });
         Running(id)
     }
@@ -151,9 +164,9 @@ impl Progress {
         {
             let done = state.running.swap_remove(at);
             let actual_ms = done.start.elapsed().as_secs_f64() * 1e3;
-            state.done_expected_ms += done.expected_ms;
-            state.done_actual_ms += actual_ms;
-            if !done.takes_minutes {
+            if done.expected != Expected::GuessedLong {
+                state.done_expected_ms += done.expected_ms;
+                state.done_actual_ms += actual_ms;
                 state.done_untimed_ms.push(actual_ms);
             }
         }
@@ -183,9 +196,12 @@ impl Progress {
 
     /// `31250 executions, 0:42 elapsed, ~1:38 left`.
     fn message(&self, state: &State) -> String {
-        // Untimed, a running cell that takes minutes is not in the estimate
-        // (nothing says how long it takes): the estimate is for the rest.
-        let unknown = !self.timed && state.running.iter().any(|cell| cell.takes_minutes);
+        // A running cell that takes minutes and was never timed is not in
+        // the estimate (nothing says how long it takes): it is for the rest.
+        let unknown = state
+            .running
+            .iter()
+            .any(|cell| cell.expected == Expected::GuessedLong);
         let eta = match self.left(state) {
             _ if state.done >= self.total => "done".to_owned(),
             Some(left) if unknown => format!("~{} left for the rest", clock(left)),
@@ -234,6 +250,7 @@ impl Progress {
         let running: f64 = state
             .running
             .iter()
+            .filter(|cell| cell.expected != Expected::GuessedLong)
             .map(|cell| {
                 (cell.expected_ms * pace - now.duration_since(cell.start).as_secs_f64() * 1e3)
                     .max(0.0)
@@ -322,6 +339,11 @@ impl CellTimes {
         (ms, timed)
     }
 
+    /// Whether a cell with this key was timed in an earlier run.
+    pub fn knows(&self, key: &str) -> bool {
+        self.ms.contains_key(key)
+    }
+
     /// Remember a cell's time.
     pub fn record(&mut self, key: String, ms: f64) {
         self.ms.insert(key, ms);
@@ -373,7 +395,7 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("estimate after the first cell"), "{line}");
-        let cell = progress.started("cell", 1.0, false);
+        let cell = progress.started("cell", 1.0, Expected::Guessed);
         progress.finished(cell, 31_250);
         let line = progress.line();
         assert!(
@@ -382,7 +404,7 @@ mod tests {
         );
         assert!(line.ends_with(" left"), "{line}");
         for _ in 0..3 {
-            let cell = progress.started("cell", 1.0, false);
+            let cell = progress.started("cell", 1.0, Expected::Guessed);
             progress.finished(cell, 1);
         }
         assert!(
@@ -395,8 +417,8 @@ mod tests {
     #[test]
     fn a_cell_running_for_minutes_is_named() {
         let progress = Progress::new(&[1.0; 3], false, 2);
-        let _quick = progress.started("shuttle S1 H1", 1.0, false);
-        let _long = progress.started("loom S11 fixed", 1.0, true);
+        let _quick = progress.started("shuttle S1 H1", 1.0, Expected::Guessed);
+        let _long = progress.started("loom S11 fixed", 1.0, Expected::GuessedLong);
         assert!(
             !progress.line().contains("running for"),
             "{}",
@@ -436,11 +458,11 @@ mod tests {
         assert!((1.5..=2.0).contains(&left), "{}", progress.line());
         // The quick cells finishing moves it by next to nothing.
         for &ms in &expected[..98] {
-            let cell = progress.started("cell", ms, false);
+            let cell = progress.started("cell", ms, Expected::Timed);
             progress.finished(cell, 1);
         }
-        let _s5 = progress.started("cell", expected[98], true);
-        let _s3 = progress.started("cell", expected[99], true);
+        let _s5 = progress.started("cell", expected[98], Expected::Timed);
+        let _s3 = progress.started("cell", expected[99], Expected::Timed);
         let line = progress.line();
         assert!(line.starts_with("98/100 cells done (2 running)"), "{line}");
         assert!(minutes_left(&line) >= 0.8, "{line}");
@@ -451,8 +473,8 @@ mod tests {
     #[test]
     fn untimed_a_cell_that_takes_minutes_does_not_set_the_pace() {
         let progress = Progress::new(&[1.0; 1002], false, 2);
-        let long = progress.started("loom S4 fixed", 1.0, true);
-        let _longer = progress.started("loom S11 fixed", 1.0, true);
+        let long = progress.started("loom S4 fixed", 1.0, Expected::GuessedLong);
+        let _longer = progress.started("loom S11 fixed", 1.0, Expected::GuessedLong);
         let Some(earlier) = Instant::now().checked_sub(Duration::from_secs(166)) else {
             return; // a clock this young cannot show it
         };
@@ -466,7 +488,7 @@ mod tests {
         // Then quick cells: the estimate follows them (about 1,000 cells of
         // a few ms on one free worker), not S4's 166 s a cell.
         for _ in 0..10 {
-            let cell = progress.started("shuttle S1 H1", 1.0, false);
+            let cell = progress.started("shuttle S1 H1", 1.0, Expected::Guessed);
             progress.finished(cell, 1);
         }
         let line = progress.line();
@@ -485,7 +507,7 @@ mod tests {
             return;
         };
         for i in 0..20 {
-            let cell = progress.started("cell", 1.0, false);
+            let cell = progress.started("cell", 1.0, Expected::Guessed);
             if i < 3 {
                 progress.lock().running[0].start = earlier;
             }
@@ -504,5 +526,42 @@ mod tests {
             CellTimes::default().expected(&keys),
             (vec![1.0, 1.0, 1.0], false)
         );
+    }
+    /// An earlier run timed most cells but not the two that take minutes
+    /// (a new budget changed their commands): they are left out of the
+    /// estimate, which says so, and S4's 166 s sets no pace for the rest.
+    #[test]
+    fn partly_timed_a_cell_that_takes_minutes_and_was_never_timed_is_left_out() {
+        let mut keys: Vec<String> = (0..1000).map(|i| format!("shuttle {i}")).collect();
+        keys.extend(["loom S4 new".to_owned(), "loom S11 new".to_owned()]);
+        let entries: Vec<(String, f64)> =
+            (0..1000).map(|i| (format!("shuttle {i}"), 60.0)).collect();
+        let history = CellTimes {
+            path: PathBuf::new(),
+            ms: entries.into_iter().collect(),
+        };
+        let (expected, timed) = history.expected(&keys);
+        assert!(timed && !history.knows("loom S4 new") && history.knows("shuttle 0"));
+        let progress = Progress::new(&expected, timed, 2);
+        let s4 = progress.started("loom S4 fixed", expected[1000], Expected::GuessedLong);
+        let _s11 = progress.started("loom S11 fixed", expected[1001], Expected::GuessedLong);
+        let line = progress.line();
+        assert!(line.ends_with(" left for the rest"), "{line}");
+        let Some(earlier) = Instant::now().checked_sub(Duration::from_secs(166)) else {
+            return; // a clock this young cannot show it
+        };
+        progress.lock().running[0].start = earlier;
+        progress.finished(s4, 1);
+        // 1,000 cells of 60 ms on two workers, one of them held by S11: a
+        // minute or less, not four times that (S4's 166 s against its
+        // placeholder would have set the pace to the clamp).
+        for &ms in &expected[..60] {
+            let cell = progress.started("shuttle", ms, Expected::Timed);
+            progress.finished(cell, 1);
+        }
+        let line = progress.line();
+        assert!(line.contains(" left for the rest"), "{line}");
+        let left = minutes_left(line.split(" for the rest").next().unwrap());
+        assert!(left < 1.0, "{line}");
     }
 }
