@@ -447,10 +447,11 @@ fn main() {
     let opened = clients.len();
     // Wait until every stream has had its `connected` (its buffers are in
     // use), then stay idle.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while (seen.connected.load(Ordering::Relaxed) as usize) < opened && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(
+        Duration::from_secs(60),
+        |connected: usize| connected >= opened,
+        || seen.connected.load(Ordering::Relaxed) as usize,
+    );
     // Shells, for the first `--shells` streams: one input each.
     let shells = args.shells.min(clients.len());
     rt.block_on(async {
