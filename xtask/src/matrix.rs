@@ -411,11 +411,13 @@ fn run_all(
     let total = jobs.len();
     let times = Mutex::new(CellTimes::load(Path::new("target/wsdrain/cell-times.json")));
     let keys: Vec<String> = jobs.iter().map(|(_, job)| job_key(job)).collect();
-    let (expected, timed) = times.lock().unwrap().expected(&keys);
-    // Where each expected time comes from, before this run records any.
-    let trust: Vec<Expected> = {
+    // The expected times, and where each comes from, before this run
+    // records any.
+    let (expected, timed, trust) = {
         let times = times.lock().unwrap();
-        jobs.iter()
+        let (expected, timed) = times.expected(&keys);
+        let trust: Vec<Expected> = jobs
+            .iter()
             .zip(&keys)
             .map(|((_, job), key)| {
                 if times.knows(key) {
@@ -426,7 +428,8 @@ fn run_all(
                     Expected::Guessed
                 }
             })
-            .collect()
+            .collect();
+        (expected, timed, trust)
     };
     let workers = parallel
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
