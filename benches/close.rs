@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use alts::{Load, plain_close, wsdrain_close};
 use criterion::Criterion;
-use support::{BenchServer, Mode, Rounds, fmt_dur, percentiles, ratio, round_order, size};
+use support::{BenchServer, Mode, fmt_dur, percentiles, ratio, size};
 use tokio::runtime::Runtime;
 
 #[derive(Clone, Copy)]
@@ -117,39 +117,26 @@ fn main() {
     g.finish();
     c.final_summary();
 
-    // Interleaved rounds: each round times a block of samples of every
-    // case, the idle cases first, then the cases under load, each group in
-    // the order `round_order` gives. This VM's close latency switches
-    // between two states seconds apart (plain idle p50 about 11 us in one,
-    // 23 us in the other); with long blocks and pooled medians, one case
-    // could land in the fast state and another in the slow one, which read
-    // as a 2x gap that no code made. So the ratios are paired per round
-    // (each round's block medians, like the other benches' rounds) and the
-    // percentiles pool every sample. Idle cases are compared with idle ones
-    // and run apart from the flooding server's connections, after a pause
-    // that lets it wind down.
-    let rounds = size(40, 2) as usize;
-    let block = size(10, 2) as usize;
-    let groups: [&[usize]; 2] = [&[0, 1, 2, 3], &[4, 5, 6]];
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
-    let mut block_medians: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    for round in 0..rounds {
-        std::thread::sleep(Duration::from_millis(20));
-        for group in groups {
-            for k in round_order(round, group.len()) {
-                let i = group[k];
-                let (_, alt, load) = cases[i];
-                let mut times: Vec<f64> = (0..block)
-                    .map(|_| {
-                        let t = sample(&rt, &servers, alt, load);
-                        samples[i].push(t);
-                        t.as_nanos() as f64
-                    })
-                    .collect();
-                block_medians[i].push(support::median(&mut times));
-            }
-        }
-    }
+    // Interleaved rounds (`block_rounds`): the ratios are paired per round
+    // and the percentiles pool every sample. This VM's close latency
+    // switches between two states seconds apart (plain idle p50 about 11 us
+    // in one, 23 us in the other); with long blocks and pooled medians, one
+    // case could land in the fast state and another in the slow one, which
+    // read as a 2x gap that no code made. Idle cases are compared with idle
+    // ones and run apart from the flooding server's connections, after a
+    // pause that lets it wind down.
+    let (rounds, block) = (size(40, 2) as usize, size(10, 2) as usize);
+    let (mut samples, m) = support::block_rounds(
+        rounds,
+        &[&[0, 1, 2, 3], &[4, 5, 6]],
+        Duration::from_millis(20),
+        |i| {
+            let (_, alt, load) = cases[i];
+            (0..block)
+                .map(|_| sample(&rt, &servers, alt, load))
+                .collect()
+        },
+    );
     let mut p = Vec::new();
     for ((name, _, _), s) in cases.iter().zip(samples.iter_mut()) {
         let (p50, p99, max) = percentiles(s);
@@ -163,9 +150,6 @@ fn main() {
         );
         p.push(p99.as_nanos() as f64);
     }
-    let m = Rounds {
-        samples: block_medians,
-    };
     m.print_ratio("p50 wsdrain idle", 0, "plain idle", 2);
     m.print_ratio("p50 wsdrain load", 4, "plain load", 5);
     m.print_ratio("p50 wsdrain idle", 0, "plain+release idle", 3);

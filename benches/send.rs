@@ -35,7 +35,7 @@ mod support;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use support::{Alt, Rounds, fmt_dur, interleaved, percentiles, ratio, round_order, size};
+use support::{Alt, fmt_dur, interleaved, percentiles, ratio, size};
 
 #[path = "support/send_alts.rs"]
 mod alts;
@@ -115,33 +115,24 @@ fn main() {
     m.print_ratio("wsdrain", 0, "plain_batched", 2);
     m.print_ratio("wsdrain", 0, "plain_tasks", 3);
 
-    // Latency: interleaved rounds, a block of samples of each per round in
-    // the order `round_order` gives; the p50 ratio is paired per round
-    // (block medians), as the close bench's, since this VM's latency
-    // switches between states faster than a long block; the percentiles
-    // pool every sample.
+    // Latency: interleaved rounds of a block of each (`block_rounds`); the
+    // p50 ratio is paired per round, as the close bench's, since this VM's
+    // latency switches between states faster than a long block; the
+    // percentiles pool every sample.
     let rounds = size(40, 2) as usize;
     let per_block = size(100, 20);
-    let mut samples: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
-    let mut block_medians: Vec<Vec<f64>> = vec![Vec::new(); 2];
-    for round in 0..rounds {
-        for i in round_order(round, 2) {
-            let block = if i == 0 {
-                wsdrain.latencies(&rt, per_block)
-            } else {
-                plain.borrow_mut().latencies(&rt, per_block)
-            };
-            let mut ns: Vec<f64> = block.iter().map(|d| d.as_nanos() as f64).collect();
-            block_medians[i].push(support::median(&mut ns));
-            samples[i].extend(block);
+    let (mut samples, m) = support::block_rounds(rounds, &[&[0, 1]], Duration::ZERO, |i| {
+        if i == 0 {
+            wsdrain.latencies(&rt, per_block)
+        } else {
+            plain.borrow_mut().latencies(&rt, per_block)
         }
-    }
-    let [ws, pl] = &mut samples;
-    let (w50, w99, wmax) = percentiles(ws);
-    let (p50, p99, pmax) = percentiles(pl);
+    });
+    let (w50, w99, wmax) = percentiles(&mut samples[0]);
+    let (p50, p99, pmax) = percentiles(&mut samples[1]);
     println!(
         "[summary] send/latency ({} samples each in {rounds} interleaved rounds; load {}): wsdrain p50 {} p99 {} max {}; plain_send p50 {} p99 {} max {}",
-        ws.len(),
+        samples[0].len(),
         support::load(),
         fmt_dur(w50),
         fmt_dur(w99),
@@ -150,10 +141,7 @@ fn main() {
         fmt_dur(p99),
         fmt_dur(pmax)
     );
-    Rounds {
-        samples: block_medians,
-    }
-    .print_ratio("p50 wsdrain", 0, "plain_send", 1);
+    m.print_ratio("p50 wsdrain", 0, "plain_send", 1);
     // A p99 cannot be paired per block of a hundred: pooled.
     ratio(
         "p99 (pooled) wsdrain",

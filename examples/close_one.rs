@@ -16,7 +16,7 @@ mod support;
 use std::time::Duration;
 
 use alts::{Load, plain_close, wsdrain_close};
-use support::{BenchServer, Mode, Rounds, round_order};
+use support::{BenchServer, Mode};
 use tokio::runtime::Runtime;
 
 const ALTS: [&str; 3] = ["wsdrain", "plain", "release"];
@@ -75,27 +75,15 @@ fn main() {
         print_percentiles(alt, &mut times);
         return;
     }
-    let rounds = count.div_ceil(BLOCK);
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); ALTS.len()];
-    let mut block_medians: Vec<Vec<f64>> = vec![Vec::new(); ALTS.len()];
-    for round in 0..rounds {
-        for i in round_order(round, ALTS.len()) {
-            let mut block: Vec<f64> = (0..BLOCK)
-                .map(|_| {
-                    let t = close_once(&rt, &server, ALTS[i], load);
-                    times[i].push(t);
-                    t.as_nanos() as f64
-                })
-                .collect();
-            block_medians[i].push(support::median(&mut block));
-        }
-    }
+    let (mut times, m) =
+        support::block_rounds(count.div_ceil(BLOCK), &[&[0, 1, 2]], Duration::ZERO, |i| {
+            (0..BLOCK)
+                .map(|_| close_once(&rt, &server, ALTS[i], load))
+                .collect()
+        });
     for (alt, times) in ALTS.iter().zip(times.iter_mut()) {
         print_percentiles(alt, times);
     }
-    let m = Rounds {
-        samples: block_medians,
-    };
     m.print_ratio("p50 wsdrain", 0, "plain", 1);
     m.print_ratio("p50 wsdrain", 0, "plain+release", 2);
     m.print_ratio("p50 plain+release", 2, "plain", 1);

@@ -160,6 +160,42 @@ pub fn interleaved(title: &str, iters: u64, rounds: usize, alts: &mut [Alt<'_>])
     rounds_out
 }
 
+/// Interleaved rounds of blocks, for comparisons whose samples are single
+/// latencies (a close, a send): each round waits `pause`, then runs
+/// `block(i)` once for every alternative `i`, group by group, each group in
+/// the order `round_order` gives (alternatives are compared only within
+/// their group). Returns every sample of each alternative, and the blocks'
+/// medians as rounds to pair: this VM's latency switches between states
+/// faster than a long block, so pooled medians of long blocks can compare
+/// one state with the other.
+pub fn block_rounds(
+    rounds: usize,
+    groups: &[&[usize]],
+    pause: Duration,
+    mut block: impl FnMut(usize) -> Vec<Duration>,
+) -> (Vec<Vec<Duration>>, Rounds) {
+    let n = groups
+        .iter()
+        .flat_map(|g| g.iter())
+        .max()
+        .map_or(0, |i| i + 1);
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); n];
+    let mut medians: Vec<Vec<f64>> = vec![Vec::new(); n];
+    for round in 0..rounds {
+        std::thread::sleep(pause);
+        for group in groups {
+            for k in round_order(round, group.len()) {
+                let i = group[k];
+                let times = block(i);
+                let mut ns: Vec<f64> = times.iter().map(|t| t.as_nanos() as f64).collect();
+                medians[i].push(median(&mut ns));
+                samples[i].extend(times);
+            }
+        }
+    }
+    (samples, Rounds { samples: medians })
+}
+
 /// The order in which round `round` runs `n` alternatives. Running first,
 /// or right after a given neighbour, is measurably not neutral on this
 /// machine (a close right after a close under load, with the flooding
